@@ -1,0 +1,212 @@
+"""The Backend interface: where uids, groups and sessions live, and how pushes travel.
+
+The WebSocket side (``ws.py``) and the API (``api.py``) only talk to a Backend,
+so a single process (``MemoryBackend``) and a cluster (``RedisBackend``) are
+interchangeable. A backend owns the cluster-wide state; the node's own sockets
+are in :class:`~push_server.connections.Connections`, which the backend is given
+at :meth:`start` and uses to deliver locally.
+
+Conventions every implementation keeps:
+
+- uids and groups are ``str`` (the API normalises ``int`` to ``str``).
+- An operation on a client that is offline does nothing; a query about it
+  answers empty (``None``, ``False``, ``[]``, ``0``). Offline is not an error.
+- Messages arrive as ready WebSocket frames (``bytes``), encoded once by the
+  API, so a backend only routes bytes and never re-encodes per recipient.
+- A backend that cannot reach its shared state raises :class:`BackendUnavailable`
+  (the API answers 503); it never hangs longer than its own short timeout.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .. import frames
+
+if TYPE_CHECKING:
+    from ..connections import Connections
+
+Session = dict[str, Any]
+
+
+class BackendUnavailable(Exception):
+    """The shared state (Redis) cannot be reached; the operation was not applied."""
+
+
+def new_random_id() -> str:
+    """128 random bits, URL-safe: a client id nobody can guess."""
+    return secrets.token_urlsafe(16)
+
+
+class Backend(abc.ABC):
+    """Cluster state and routing. Every method is a coroutine unless noted."""
+
+    connections: Connections
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, connections: Connections) -> None:
+        """Start: remember this node's sockets, connect to shared state, start background work."""
+        self.connections = connections
+
+    async def stop(self) -> None:
+        """Stop background work and release shared resources.
+
+        Called after every local client has been unregistered.
+        """
+
+    def new_client_id(self) -> str:
+        """A fresh client id (not a coroutine). A cluster may encode its node in it."""
+        return new_random_id()
+
+    @abc.abstractmethod
+    async def claim_nonce(self, nonce: str, ttl: float) -> bool:
+        """Remember ``nonce`` for ``ttl`` seconds; False if it was already seen (a replay)."""
+
+    # -- this node's clients arriving and leaving ------------------------------
+
+    @abc.abstractmethod
+    async def register(self, client_id: str, uid: str | None = None) -> None:
+        """A client connected to this node (bound to ``uid`` if its handshake carried a token).
+
+        When this returns the client is reachable by every API call on every node.
+        """
+
+    @abc.abstractmethod
+    async def unregister(self, client_id: str) -> None:
+        """A client of this node went away: forget it everywhere and send leave signals.
+
+        Every group it was in receives ``{"type":"leave","group":G,"uid":U}``
+        once; the leaving client itself gets none.
+        """
+
+    # -- pushes (``frame`` is an encoded WebSocket frame) -----------------------
+
+    @abc.abstractmethod
+    async def send_to_all(
+        self, frame: bytes, client_ids: list[str] | None = None, exclude_client_ids: list[str] | None = None
+    ) -> None:
+        """Every connection, or only ``client_ids``; minus ``exclude_client_ids``."""
+
+    @abc.abstractmethod
+    async def send_to_client(self, client_id: str, frame: bytes) -> None:
+        """One connection."""
+
+    @abc.abstractmethod
+    async def send_to_uid(self, uids: list[str], frame: bytes) -> None:
+        """Every connection bound to any of ``uids`` (each connection once)."""
+
+    @abc.abstractmethod
+    async def send_to_group(self, groups: list[str], frame: bytes, exclude_client_ids: list[str] | None = None) -> None:
+        """Every member of any of ``groups`` (each connection once), minus the excluded."""
+
+    @abc.abstractmethod
+    async def close_client(self, client_id: str, frame: bytes | None = None) -> None:
+        """Send ``frame`` if given, then close the connection (it leaves with signals)."""
+
+    # -- uids, groups, sessions ------------------------------------------------
+
+    @abc.abstractmethod
+    async def bind_uid(self, client_id: str, uid: str) -> None:
+        """Bind the client to ``uid``, replacing the uid it had (a client has at most one)."""
+
+    @abc.abstractmethod
+    async def unbind_uid(self, client_id: str, uid: str) -> None:
+        """Unbind the client if it is bound to ``uid``."""
+
+    @abc.abstractmethod
+    async def join_group(self, client_id: str, group: str) -> None:
+        """Add the client to ``group``."""
+
+    @abc.abstractmethod
+    async def leave_group(self, client_id: str, group: str) -> None:
+        """Take the client out of ``group`` (no leave signal)."""
+
+    @abc.abstractmethod
+    async def ungroup(self, group: str) -> None:
+        """Dissolve ``group``; its members stay connected."""
+
+    @abc.abstractmethod
+    async def set_session(self, client_id: str, session: Session) -> None:
+        """Replace the client's session."""
+
+    @abc.abstractmethod
+    async def update_session(self, client_id: str, session: Session) -> None:
+        """Merge ``session`` into the client's session (top-level keys)."""
+
+    @abc.abstractmethod
+    async def get_session(self, client_id: str) -> Session | None:
+        """The client's session (``{}`` if none was set); None if offline."""
+
+    # -- presence ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def is_online(self, client_id: str) -> bool:
+        """Whether the client is connected to some node."""
+
+    @abc.abstractmethod
+    async def is_uid_online(self, uid: str) -> bool:
+        """Whether any client is bound to ``uid``."""
+
+    @abc.abstractmethod
+    async def get_client_id_by_uid(self, uid: str) -> list[str]:
+        """The clients bound to ``uid``."""
+
+    @abc.abstractmethod
+    async def get_uid_by_client_id(self, client_id: str) -> str | None:
+        """The uid the client is bound to, or None."""
+
+    @abc.abstractmethod
+    async def get_client_id_list_by_group(self, group: str) -> list[str]:
+        """The members of ``group``."""
+
+    @abc.abstractmethod
+    async def get_client_count_by_group(self, group: str) -> int:
+        """How many members ``group`` has."""
+
+    @abc.abstractmethod
+    async def get_client_sessions_by_group(self, group: str) -> dict[str, Session]:
+        """``{client_id: session}`` for the members of ``group``."""
+
+    @abc.abstractmethod
+    async def get_uid_list_by_group(self, group: str) -> list[str]:
+        """The distinct uids bound to members of ``group``."""
+
+    @abc.abstractmethod
+    async def get_uid_count_by_group(self, group: str) -> int:
+        """How many distinct uids are in ``group``."""
+
+    @abc.abstractmethod
+    async def get_all_client_id_list(self) -> list[str]:
+        """Every client in the cluster."""
+
+    @abc.abstractmethod
+    async def get_all_client_count(self) -> int:
+        """How many clients the cluster has."""
+
+    @abc.abstractmethod
+    async def get_all_uid_list(self) -> list[str]:
+        """Every uid bound to some client."""
+
+    @abc.abstractmethod
+    async def get_all_uid_count(self) -> int:
+        """How many uids are bound."""
+
+    @abc.abstractmethod
+    async def get_all_group_id_list(self) -> list[str]:
+        """Every group with at least one member."""
+
+
+def leave_frame(group: str, uid: str | None) -> bytes:
+    """The frame a group receives when one of its members goes away."""
+    return frames.encode_json({"type": "leave", "group": group, "uid": uid})
+
+
+def unique(client_ids: Iterable[str], exclude: Iterable[str] | None) -> Iterable[str]:
+    """``client_ids`` without ``exclude``, for fan-outs that accept an exclusion list."""
+    if not exclude:
+        return client_ids
+    excluded = set(exclude)
+    return [client_id for client_id in client_ids if client_id not in excluded]
