@@ -1,0 +1,136 @@
+"""web_app: the Flask chat app that stores every chat action and pushes it through push_client.
+
+    flask --app web_app run            # development
+    gunicorn 'web_app:create_app()'    # production (see the Procfile)
+
+Settings come from the environment (SPEC §6): SECRET_KEY, DATABASE_URL,
+REDIS_URL, PUSH_API_URL, PUSH_SECRET, PUSH_WS_URL, PUSH_WS_PORT, and
+SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / PUSH_TIMEOUT. ``create_app`` takes a
+mapping that overrides them (the tests' way in).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+from flask_session import Session
+from flask_wtf.csrf import CSRFProtect
+
+from . import auth, chat, rooms
+from .errors import init_errors
+from .models import init_db
+from .push import init_push, ws_url
+
+log = logging.getLogger(__name__)
+
+__all__ = ["create_app"]
+
+# The page and its static files live at the top of the repository (the product
+# card's `templates/`), next to this package rather than inside it.
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The app's settings as the environment gives them."""
+    return {
+        "SECRET_KEY": environ.get("SECRET_KEY"),
+        "DATABASE_URL": environ.get("DATABASE_URL") or None,
+        "REDIS_URL": environ.get("REDIS_URL") or None,
+        "PUSH_API_URL": environ.get("PUSH_API_URL") or "http://127.0.0.1:7273",
+        "PUSH_SECRET": environ.get("PUSH_SECRET") or None,
+        "PUSH_WS_URL": environ.get("PUSH_WS_URL") or None,
+        "PUSH_WS_PORT": int(environ.get("PUSH_WS_PORT") or 7272),
+        "PUSH_TIMEOUT": float(environ.get("PUSH_TIMEOUT") or 3.0),
+        "SESSION_COOKIE_SECURE": (environ.get("SESSION_COOKIE_SECURE") or "").lower() in _TRUE,
+        "MAX_IMAGE_BYTES": int(environ.get("MAX_IMAGE_BYTES") or 5 * 1024 * 1024),
+    }
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, overridden by ``test_config``."""
+    # INSTANCE_PATH moves the SQLite file and the session files (tests give each
+    # app its own); Flask takes it only as a constructor argument.
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("WEBCHAT_INSTANCE_PATH") or None
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=str(TEMPLATES),
+        static_folder=str(TEMPLATES / "static"),
+    )
+    app.config.update(_settings_from_env(os.environ))
+    if test_config is not None:
+        app.config.update(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    if not app.config["SECRET_KEY"]:
+        # Fine for trying it out; sessions and CSRF tokens die with the process.
+        # run.sh writes a real one into .env.
+        log.warning("SECRET_KEY is not set: using a random one for this process only")
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_PERMANENT=True,
+        PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
+        # A chat page stays open for hours: its CSRF token lives as long as the session.
+        WTF_CSRF_TIME_LIMIT=None,
+        # The image limit plus room for the multipart framing and the other fields.
+        MAX_CONTENT_LENGTH=int(app.config["MAX_IMAGE_BYTES"]) + 64 * 1024,
+    )
+    _init_sessions(app)
+    CSRFProtect(app)
+    init_errors(app)
+    init_db(app)
+    init_push(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(rooms.bp)
+    app.register_blueprint(chat.bp)
+    app.after_request(_security_headers)
+    # Every page's top bar shows who is logged in.
+    app.context_processor(lambda: {"user": auth.current_user()})
+    return app
+
+
+def _init_sessions(app: Flask) -> None:
+    """Server-side sessions: in Redis when REDIS_URL is set, else files in the instance folder."""
+    app.config.setdefault("SESSION_KEY_PREFIX", "webchat:session:")
+    if app.config.get("REDIS_URL"):
+        import redis
+
+        app.config["SESSION_TYPE"] = "redis"
+        app.config["SESSION_REDIS"] = redis.Redis.from_url(app.config["REDIS_URL"])
+    else:
+        from cachelib.file import FileSystemCache
+
+        app.config["SESSION_TYPE"] = "cachelib"
+        app.config["SESSION_CACHELIB"] = FileSystemCache(
+            os.path.join(app.instance_path, "sessions"), threshold=10000, mode=0o600
+        )
+    Session(app)
+
+
+def _security_headers(response: Any) -> ResponseReturnValue:
+    """Headers every response carries; a view may set a stricter CSP of its own."""
+    # Scripts and styles only from our own origin (no inline script at all), and
+    # the WebSocket only to the push server the page is told about.
+    connect = ws_url() if request.endpoint == "rooms.room_page" else ""
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        f"connect-src 'self' {connect}".rstrip()
+        + "; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

@@ -1,0 +1,273 @@
+"""The chat itself: /bind, /say, /flush, history, and image messages.
+
+Every action is stored first and pushed second. If the push fails the message
+stays stored (so it shows up in history and in a reconnecting page's catch-up),
+the failure is logged, and the caller is told with a 502 that carries the
+stored message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import or_, select
+
+from push_client import PushError
+
+from .auth import current_user, login_required
+from .errors import ApiError, json_api, request_data
+from .images import EXTENSIONS, sniff_image_type
+from .models import CONTENT_MAX, Image, Message, User, get_db
+from .push import get_push, room_group
+from .rooms import get_room
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("chat", __name__)
+
+# Client ids are the push server's URL-safe tokens; anything else cannot be one,
+# and refusing it here keeps junk out of the API call and the logs.
+CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.~-]{1,128}")
+HISTORY_LIMIT_DEFAULT = 50
+HISTORY_LIMIT_MAX = 200
+FILENAME_MAX = 200
+
+
+def int_field(data: Any, name: str, minimum: int = 1, required: bool = True) -> int | None:
+    """An integer field (a JSON number or a decimal string) no smaller than ``minimum``."""
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise ApiError(400, f"{name} is required")
+        return None
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
+        value = int(value.strip())
+    # bool is an int to Python, but `true` is not a room id.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(400, f"{name} must be an integer")
+    if value < minimum or value > 2**53:
+        raise ApiError(400, f"{name} must be at least {minimum}")
+    return value
+
+
+def _me() -> User:
+    user = current_user()
+    assert user is not None  # login_required ran first
+    return user
+
+
+def _push_unavailable(exc: PushError) -> ApiError:
+    log.error("push server call failed: %s", exc)
+    return ApiError(503, "the push server is unavailable; try again shortly")
+
+
+def flush_room(room_id: int) -> dict[str, str]:
+    """Push the room's member list (``{uid: name}``, from the connections' sessions) to the room."""
+    push = get_push()
+    group = room_group(room_id)
+    sessions = push.get_client_sessions_by_group(group)
+    users_list: dict[str, str] = {}
+    for session in sessions.values():
+        # Connections that joined but were never given a session are nobody yet.
+        if isinstance(session, dict) and "uid" in session and "name" in session:
+            users_list[str(session["uid"])] = str(session["name"])
+    push.send_to_group(group, {"type": "flush", "users_list": users_list})
+    return users_list
+
+
+@bp.post("/bind")
+@login_required
+def bind() -> ResponseReturnValue:
+    """Bind the logged-in user to a connection and put it in the room."""
+    data = request_data()
+    client_id = data.get("client_id")
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.fullmatch(client_id):
+        raise ApiError(400, "client_id must be a client id string")
+    room = get_room(int_field(data, "room_id") or 0)
+    me = _me()
+    push = get_push()
+    try:
+        with push.batch() as batch:
+            online = batch.is_online(client_id)
+            bound = batch.get_uid_by_client_id(client_id)
+            previous = batch.get_session(client_id)
+        if not online.value:
+            raise ApiError(409, "that client is not connected")
+        if bound.value is not None and bound.value != me.uid:
+            log.warning("user %s tried to bind client %s of uid %s", me.uid, client_id, bound.value)
+            raise ApiError(403, "that client belongs to another user")
+        old_room = previous.value.get("room_id") if isinstance(previous.value, dict) else None
+        with push.batch() as batch:
+            batch.bind_uid(client_id, me.uid)
+            # One connection shows one room: moving it leaves the old room's group.
+            if old_room is not None and old_room != room.id:
+                batch.leave_group(client_id, room_group(old_room))
+            batch.join_group(client_id, room_group(room.id))
+            batch.set_session(client_id, {"uid": me.uid, "name": me.name, "room_id": room.id})
+        users_list = flush_room(room.id)
+    except PushError as exc:
+        raise _push_unavailable(exc) from exc
+    return jsonify(ok=True, uid=me.uid, name=me.name, users_list=users_list)
+
+
+@bp.post("/flush")
+@login_required
+def flush() -> ResponseReturnValue:
+    """Push the room's current member list to the room."""
+    room = get_room(int_field(request_data(), "room_id") or 0)
+    try:
+        users_list = flush_room(room.id)
+    except PushError as exc:
+        raise _push_unavailable(exc) from exc
+    return jsonify(users_list=users_list)
+
+
+def _recipient(data: Any, me: User) -> tuple[str, User | None]:
+    """The message's ``type`` and, for a private one, its existing recipient."""
+    kind = data.get("type", "all")
+    if kind not in ("all", "to"):
+        raise ApiError(400, 'type must be "all" or "to"')
+    if kind == "all":
+        return "all", None
+    to_id = int_field(data, "to_uid")
+    if to_id == me.id:
+        raise ApiError(400, "a private message needs someone other than you")
+    target = get_db().get(User, to_id)
+    if target is None:
+        raise ApiError(404, "no such user")
+    return "to", target
+
+
+def _deliver(message: Message) -> ResponseReturnValue:
+    """Push a stored message to its room or its two parties, and answer the caller."""
+    payload = message.to_dict()
+    try:
+        if message.type == "to":
+            get_push().send_to_uid([payload["to_uid"], payload["uid"]], payload)
+        else:
+            get_push().send_to_group(room_group(message.room_id), payload)
+    except PushError as exc:
+        log.error("message %s was stored but not pushed: %s", message.id, exc)
+        return (
+            jsonify(error="stored, but the push server could not deliver it", stored=True, message=payload),
+            502,
+        )
+    return jsonify(message=payload), 201
+
+
+@bp.post("/say")
+@login_required
+def say() -> ResponseReturnValue:
+    """Store a text message, then push it."""
+    data = request_data()
+    me = _me()
+    content = data.get("content")
+    if not isinstance(content, str):
+        raise ApiError(400, "content must be a string")
+    if not content.strip():
+        raise ApiError(400, "content must not be empty")
+    if len(content) > CONTENT_MAX:
+        raise ApiError(400, f"content must be at most {CONTENT_MAX} characters")
+    room = get_room(int_field(data, "room_id") or 0)
+    kind, target = _recipient(data, me)
+    db = get_db()
+    message = Message(
+        room_id=room.id, user_id=me.id, type=kind, to_id=target.id if target else None, kind="text", content=content
+    )
+    db.add(message)
+    db.commit()
+    return _deliver(message)
+
+
+def _clean_filename(name: str | None) -> str:
+    # Only shown as text (alt text and caption), but keep it short and printable.
+    name = "".join(ch for ch in (name or "") if ch.isprintable()).strip()
+    return name[:FILENAME_MAX] or "image"
+
+
+@bp.post("/rooms/<int:room_id>/images")
+@login_required
+def upload_image(room_id: int) -> ResponseReturnValue:
+    """Store an uploaded image as a message, then push it."""
+    room = get_room(room_id)
+    me = _me()
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "send the image as the multipart field 'file'")
+    limit = int(current_app.config["MAX_IMAGE_BYTES"])
+    data = upload.stream.read(limit + 1)
+    if not data:
+        raise ApiError(400, "the file is empty")
+    if len(data) > limit:
+        raise ApiError(413, f"images may be at most {limit} bytes")
+    content_type = sniff_image_type(data)
+    if content_type is None:
+        raise ApiError(415, "only PNG, JPEG, GIF and WebP images are accepted")
+    kind, target = _recipient(request.form, me)
+    db = get_db()
+    image = Image(content_type=content_type, data=data)
+    message = Message(
+        room_id=room.id,
+        user_id=me.id,
+        type=kind,
+        to_id=target.id if target else None,
+        kind="image",
+        content=_clean_filename(upload.filename),
+    )
+    db.add(image)
+    db.flush()
+    message.image_id = image.id
+    db.add(message)
+    # Image and message are committed together: neither exists without the other.
+    db.commit()
+    return _deliver(message)
+
+
+def _visible_to(user: User) -> Any:
+    """The SQL condition for messages a user may read: public ones and their own private ones."""
+    return or_(Message.type == "all", Message.user_id == user.id, Message.to_id == user.id)
+
+
+@bp.get("/rooms/<int:room_id>/messages")
+@json_api
+@login_required
+def messages(room_id: int) -> ResponseReturnValue:
+    """History, oldest first: after ``after`` if given, else the latest ``limit`` messages."""
+    room = get_room(room_id)
+    after = int_field(request.args, "after", minimum=0, required=False)
+    limit = int_field(request.args, "limit", required=False) or HISTORY_LIMIT_DEFAULT
+    if limit > HISTORY_LIMIT_MAX:
+        raise ApiError(400, f"limit must be at most {HISTORY_LIMIT_MAX}")
+    query = select(Message).where(Message.room_id == room.id, _visible_to(_me()))
+    if after is not None:
+        rows = list(get_db().scalars(query.where(Message.id > after).order_by(Message.id).limit(limit)))
+    else:
+        rows = list(get_db().scalars(query.order_by(Message.id.desc()).limit(limit)))[::-1]
+    return jsonify(messages=[message.to_dict() for message in rows])
+
+
+@bp.get("/images/<int:image_id>")
+@login_required
+def image(image_id: int) -> ResponseReturnValue:
+    """Serve an image to whoever may see its message, with headers that keep it a picture."""
+    db = get_db()
+    message = db.scalar(select(Message).where(Message.image_id == image_id, _visible_to(_me())))
+    if message is None:
+        raise ApiError(404, "no such image")
+    stored = db.get(Image, image_id)
+    assert stored is not None
+    # The type is the one sniffed at upload and limited to raster formats; nosniff
+    # stops the browser second-guessing it, and the sandbox CSP makes sure that
+    # even a file opened on its own can run nothing.
+    response = Response(stored.data, mimetype=stored.content_type)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = (
+        f'inline; filename="image-{image_id}.{EXTENSIONS.get(stored.content_type, "bin")}"'
+    )
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -1,0 +1,191 @@
+"""The chat's data: users, rooms, messages and the images they carry.
+
+SQLAlchemy 2.x with no Flask extension: one engine per app (kept in
+``app.extensions``), one ORM session per request (``get_db()``), closed when the
+app context ends. SQLite in the instance folder is the default; ``DATABASE_URL``
+may point at PostgreSQL instead (``postgresql://`` URLs are driven by psycopg 3).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Base", "User", "Room", "Message", "Image", "init_db", "get_db", "database_url", "utcnow", "isoformat"]
+
+NAME_MAX = 32
+ROOM_NAME_MAX = 64
+CONTENT_MAX = 4000
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def isoformat(moment: datetime) -> str:
+    """``2024-05-01T12:00:00.123Z``: what the page and API clients get."""
+    # SQLite hands back naive datetimes; everything is stored in UTC, so say so.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class User(Base):
+    """An account. ``password_hash`` is werkzeug's salted hash; the password itself is never stored."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def uid(self) -> str:
+        """The uid the push server knows this user by (uids travel as strings)."""
+        return str(self.id)
+
+
+class Room(Base):
+    """A chat room; its push group is ``room:<id>``."""
+
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(ROOM_NAME_MAX), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Image(Base):
+    """An uploaded image's bytes and the type sniffed from them.
+
+    Kept in the database rather than on disk so that a message and its image are
+    stored in one transaction and every web worker (or machine) can serve it.
+    """
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Message(Base):
+    """A chat message: public (``type`` "all") or private (``type`` "to", with ``to_id``); text or image."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_room_id_id", "room_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    type: Mapped[str] = mapped_column(String(8))
+    to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(8), default="text")
+    content: Mapped[str] = mapped_column(Text)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+    to_user: Mapped[User | None] = relationship(foreign_keys=[to_id], lazy="joined")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as it is pushed and listed: SPEC §5's shape."""
+        data: dict[str, Any] = {
+            "type": self.type,
+            "id": self.id,
+            "room_id": self.room_id,
+            "uid": self.user.uid,
+            "uname": self.user.name,
+            "content": self.content,
+            "created_at": isoformat(self.created_at),
+        }
+        # A private message says who it is for, so the sender's own page can show it.
+        if self.type == "to" and self.to_user is not None:
+            data["to_uid"] = self.to_user.uid
+            data["to_uname"] = self.to_user.name
+        if self.kind == "image":
+            data["kind"] = "image"
+            data["url"] = f"/images/{self.image_id}"
+        return data
+
+
+def database_url(url: str | None, instance_path: str) -> str:
+    """The SQLAlchemy URL for ``DATABASE_URL`` (or the SQLite default in the instance folder)."""
+    if not url:
+        return f"sqlite:///{instance_path}/webchat.sqlite"
+    # Heroku-style and plain libpq URLs name no driver; psycopg 3 is the one we ship.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # Several gunicorn workers may write at once: wait for the lock instead of
+        # failing, and let readers run alongside the writer (WAL).
+        engine = create_engine(url, connect_args={"timeout": 15})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_db(app: Flask) -> None:
+    """Create the app's engine and any missing tables."""
+    engine = _make_engine(database_url(app.config.get("DATABASE_URL"), app.instance_path))
+    try:
+        Base.metadata.create_all(engine)
+    except SQLAlchemyError:
+        # Two workers starting together may race to create the same table; the
+        # loser finds it there on a second look.
+        log.info("creating tables raced another process; checking again", exc_info=True)
+        Base.metadata.create_all(engine)
+    app.extensions["webchat_db"] = sessionmaker(engine, expire_on_commit=False)
+    app.teardown_appcontext(_close_db)
+
+
+def get_db() -> Session:
+    """This request's ORM session."""
+    if "db" not in g:
+        g.db = current_app.extensions["webchat_db"]()
+    return g.db  # type: ignore[no-any-return]
+
+
+def _close_db(_exc: BaseException | None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
