@@ -227,7 +227,8 @@ async def read_signed_body(request: web.Request, config: Config, backend: Backen
 def _parse_object(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body) if body else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser's stack allows.
         raise ApiError(400, ErrorCode.BAD_REQUEST, "body is not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError(400, ErrorCode.BAD_REQUEST, "body must be a JSON object")

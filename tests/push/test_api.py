@@ -1,0 +1,186 @@
+"""The internal API's guard: authentication first, then validation, never a half-applied change."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+
+import push_protocol
+from push_client import PushAuthError, PushClient, PushConnectionError, PushRequestError
+
+from ..servers import PushServerProcess
+
+
+def signed(server: PushServerProcess, path: str, payload: Any, secret: str | None = None, **tweaks: Any) -> requests.Response:
+    """POST ``payload`` to ``path`` signed with ``secret`` (the server's by default)."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = push_protocol.sign_request(secret or server.secret, "POST", path, body)
+    headers.update(tweaks.pop("headers", {}))
+    return requests.post(server.api_url + path, data=tweaks.pop("send_body", body), headers=headers, timeout=5)
+
+
+def op(name: str) -> str:
+    return push_protocol.operation_path(name)
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    """One in-memory push server for the module."""
+    with PushServerProcess() as process:
+        yield process
+
+
+@pytest.fixture
+def push(server: PushServerProcess) -> PushClient:
+    return server.client()
+
+
+def assert_error(response: requests.Response, status: int, code: str, mentions: str = "") -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert mentions in error["message"]
+
+
+# -- authentication: five ways to fail, each 401 and no change --------------------------------
+
+
+def test_unsigned_request_is_refused(server: PushServerProcess, push: PushClient) -> None:
+    """A request without signature headers gets 401 and changes nothing."""
+    response = requests.post(server.api_url + op("send_to_all"), json={"message": {"text": "x"}}, timeout=5)
+    assert_error(response, 401, "unauthorized", "missing")
+
+
+def test_wrong_key_is_refused(server: PushServerProcess) -> None:
+    """A request signed with another secret gets 401."""
+    response = signed(server, op("get_all_client_count"), {}, secret="not-the-secret-at-all")
+    assert_error(response, 401, "unauthorized", "bad signature")
+    with pytest.raises(PushAuthError):
+        PushClient(server.api_url, secret="not-the-secret-at-all").get_all_client_count()
+
+
+def test_tampered_body_is_refused(server: PushServerProcess, push: PushClient) -> None:
+    """Changing the body after signing breaks the signature: 401 and no change."""
+    body = json.dumps({"group": "tamper"}).encode()
+    headers = push_protocol.sign_request(server.secret, "POST", op("ungroup"), body)
+    response = requests.post(
+        server.api_url + op("get_all_group_id_list"), data=body, headers=headers, timeout=5
+    )  # signed for another path
+    assert_error(response, 401, "unauthorized")
+    response = signed(server, op("ungroup"), {"group": "a"}, send_body=json.dumps({"group": "b"}).encode())
+    assert_error(response, 401, "unauthorized", "bad signature")
+
+
+def test_stale_timestamp_is_refused(server: PushServerProcess) -> None:
+    """A correctly signed request from outside the ±300 s window gets 401."""
+    body = b"{}"
+    path = op("get_all_client_count")
+    old = str(int(time.time()) - push_protocol.SIGNATURE_WINDOW - 5)
+    mac = push_protocol.hmac.new(
+        server.secret.encode(), push_protocol._string_to_sign("POST", path, old, "n1", body), "sha256"
+    ).hexdigest()
+    headers = {push_protocol.HEADER_TIMESTAMP: old, push_protocol.HEADER_NONCE: "n1", push_protocol.HEADER_SIGNATURE: mac}
+    response = requests.post(server.api_url + path, data=body, headers=headers, timeout=5)
+    assert_error(response, 401, "unauthorized", "window")
+
+
+def test_replayed_request_is_refused(server: PushServerProcess) -> None:
+    """Sending the same signed request twice: the second is refused as a replay."""
+    body = b"{}"
+    path = op("get_all_client_count")
+    headers = push_protocol.sign_request(server.secret, "POST", path, body)
+    first = requests.post(server.api_url + path, data=body, headers=headers, timeout=5)
+    again = requests.post(server.api_url + path, data=body, headers=headers, timeout=5)
+    assert first.status_code == 200
+    assert_error(again, 401, "unauthorized", "replay")
+
+
+def test_authentication_comes_before_validation(server: PushServerProcess) -> None:
+    """Garbage without a valid signature is 401, not 400 or 404: nothing is revealed."""
+    for path, body in [(op("bind_uid"), b"not json"), ("/nowhere", b""), (op("no_such_op"), b"{}")]:
+        response = requests.post(server.api_url + path, data=body, timeout=5)
+        assert response.status_code == 401, path
+    assert requests.get(server.api_url + op("is_online"), timeout=5).status_code == 401
+
+
+# -- validation: 400 naming the field, 404, 413 --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("operation", "payload", "mentions"),
+    [
+        ("bind_uid", {"client_id": "x"}, "uid: is required"),
+        ("bind_uid", {"client_id": "x", "uid": True}, "uid: must be a string or an integer"),
+        ("bind_uid", {"client_id": "x", "uid": ""}, "uid: must not be empty"),
+        ("join_group", {"client_id": 5, "group": "g"}, "client_id: must be a non-empty string"),
+        ("join_group", {"client_id": "x", "group": "g" * 300}, "group: longer than"),
+        ("send_to_uid", {"uids": [], "message": {"text": "x"}}, "uids: must not be an empty list"),
+        ("send_to_uid", {"uids": ["a", None], "message": {"text": "x"}}, "uids[1]"),
+        ("send_to_group", {"groups": "g", "message": "bare"}, "message: must be an object"),
+        ("send_to_group", {"groups": "g", "message": {"text": 1}}, "message.text: must be a string"),
+        ("send_to_group", {"groups": "g", "message": {"binary": "***"}}, "message.binary: is not valid base64"),
+        ("send_to_group", {"groups": "g", "message": {"html": "x"}}, 'unknown message kind "html"'),
+        ("send_to_all", {"message": {"text": "x"}, "client_ids": "abc"}, "client_ids: must be a list"),
+        ("set_session", {"client_id": "x", "session": [1]}, "session: must be a JSON object"),
+        ("ungroup", {"group": "g", "extra": 1}, "extra: is not an argument of ungroup"),
+    ],
+)
+def test_malformed_arguments_name_the_field(server: PushServerProcess, operation: str, payload: Any, mentions: str) -> None:
+    """A wrong argument gets 400 with a message naming the field and the problem."""
+    assert_error(signed(server, op(operation), payload), 400, "invalid_argument", mentions)
+
+
+def test_body_that_is_not_a_json_object(server: PushServerProcess) -> None:
+    """A body that is not JSON, or not an object, gets 400 bad_request."""
+    assert_error(signed(server, op("ungroup"), b"{not json"), 400, "bad_request", "not valid JSON")
+    assert_error(signed(server, op("ungroup"), [1, 2]), 400, "bad_request", "JSON object")
+
+
+def test_unknown_operation_is_404(server: PushServerProcess) -> None:
+    """A signed call to an operation that does not exist gets 404 unknown_operation."""
+    assert_error(signed(server, op("send_to_mars"), {}), 404, "unknown_operation")
+
+
+def test_oversized_message_and_batch_are_413(server: PushServerProcess, push: PushClient) -> None:
+    """A message over the size limit, or a batch over the operation limit, gets 413 and applies nothing."""
+    with pytest.raises(PushRequestError) as too_big:
+        push.send_to_all("x" * (1024 * 1024 + 1))
+    assert (too_big.value.status, too_big.value.code) == (413, "too_large")
+    batch = push.batch()
+    for _ in range(10_001):
+        batch.ungroup("g")
+    with pytest.raises(PushRequestError) as too_many:
+        batch.send()
+    assert too_many.value.status == 413
+
+
+def test_body_over_the_limit_is_413_after_authentication(make_push_server: Any) -> None:
+    """A signed body over the body limit gets 413; an unsigned one still gets 401."""
+    server = make_push_server().start()
+    big = json.dumps({"group": "g" * (17 * 1024 * 1024)}).encode()
+    assert signed(server, op("ungroup"), big).status_code == 413
+    assert requests.post(server.api_url + op("ungroup"), data=big, timeout=10).status_code == 401
+
+
+def test_server_stays_up_after_bad_input(server: PushServerProcess, push: PushClient) -> None:
+    """After every kind of bad request the server still answers good ones."""
+    for payload in (b"", b"\xff\xfe", b"[" * 10000, b'{"client_id":' + b"9" * 5000 + b"}"):
+        assert signed(server, op("get_session"), payload).status_code in (400,)
+    assert push.get_all_client_count() >= 0
+
+
+def test_push_client_errors_are_its_own(server: PushServerProcess) -> None:
+    """Cannot connect raises PushConnectionError; a refusal carries status, code and message."""
+    from ..servers import free_port
+
+    with pytest.raises(PushConnectionError):
+        PushClient(f"http://127.0.0.1:{free_port()}", secret=server.secret, timeout=1).is_online("x")
+    with pytest.raises(PushRequestError) as refused:
+        server.client().bind_uid("x", {"no": "dict"})  # type: ignore[arg-type]
+    assert (refused.value.status, refused.value.code) == (400, "invalid_argument")
+    assert "uid" in refused.value.message
+    assert "secret" not in repr(server.client())

@@ -1,0 +1,315 @@
+"""The push core's contract (SPEC §2-§3), run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from push_client import PushClient
+
+from ..servers import TIMEOUT
+
+
+async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a (blocking) PushClient call without blocking the test's event loop."""
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+async def eventually(check: Any, timeout: float = TIMEOUT) -> Any:
+    """Poll a blocking ``check`` until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(check)
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+# -- connecting ----------------------------------------------------------------------------
+
+
+async def test_init_is_the_first_frame_with_an_unguessable_id(browsers: Any) -> None:
+    """Every connection first receives init with a URL-safe id of at least 128 random bits."""
+    ids = {(await browsers()).client_id for _ in range(20)}
+    assert len(ids) == 20
+    for client_id in ids:
+        # 22 base64url characters hold 132 bits; anything shorter cannot hold 128.
+        assert re.fullmatch(r"[A-Za-z0-9_\-.~]{22,}", client_id), client_id
+
+
+async def test_registered_before_init(browsers: Any, push: PushClient) -> None:
+    """By the time init arrives, the API already sees the client online."""
+    browser = await browsers()
+    assert await call(push.is_online, browser.client_id) is True
+
+
+# -- pushes ------------------------------------------------------------------------------
+
+
+async def test_message_types_arrive_as_sent(browsers: Any, push: PushClient) -> None:
+    """str arrives as text, bytes as binary, and JSON values JSON-encoded as text."""
+    browser = await browsers()
+    await call(push.send_to_client, browser.client_id, "plain text")
+    await call(push.send_to_client, browser.client_id, b"\x00\xffbinary")
+    await call(push.send_to_client, browser.client_id, {"a": [1, "é"]})
+    await call(push.send_to_client, browser.client_id, [1, 2])
+    await call(push.send_to_client, browser.client_id, 42)
+    first = await browser.receive()
+    assert (first.type, first.data) == (aiohttp.WSMsgType.TEXT, "plain text")
+    second = await browser.receive()
+    assert (second.type, second.data) == (aiohttp.WSMsgType.BINARY, b"\x00\xffbinary")
+    assert await browser.json() == {"a": [1, "é"]}
+    assert await browser.json() == [1, 2]
+    assert await browser.json() == 42
+
+
+async def test_send_to_all_with_only_and_exclude(fresh_server: Any, browsers: Any) -> None:
+    """send_to_all reaches everyone, or only the listed clients, minus the excluded."""
+    push = fresh_server.client()
+    a, b, c = [await browsers(fresh_server) for _ in range(3)]
+    await call(push.send_to_all, "everyone")
+    for browser in (a, b, c):
+        assert (await browser.receive()).data == "everyone"
+    await call(push.send_to_all, "some", client_ids=[a.client_id, b.client_id], exclude_client_ids=[b.client_id])
+    assert (await a.receive()).data == "some"
+    await b.nothing()
+    await c.nothing()
+    await call(push.send_to_all, "not c", exclude_client_ids=[c.client_id])
+    assert (await a.receive()).data == "not c"
+    assert (await b.receive()).data == "not c"
+    await c.nothing()
+
+
+async def test_send_to_uid_reaches_every_connection_of_the_uid(browsers: Any, push: PushClient, name: Any) -> None:
+    """A uid's every connection gets send_to_uid; a list of uids reaches each connection once."""
+    tab1, tab2, other, stranger = [await browsers() for _ in range(4)]
+    uid, uid2 = name("u"), name("v")
+    await call(push.bind_uid, tab1.client_id, uid)
+    await call(push.bind_uid, tab2.client_id, uid)
+    await call(push.bind_uid, other.client_id, uid2)
+    await call(push.send_to_uid, uid, "to u")
+    assert (await tab1.receive()).data == "to u"
+    assert (await tab2.receive()).data == "to u"
+    await other.nothing(0.1)
+    await call(push.send_to_uid, [uid, uid2, uid], "to both")
+    for browser in (tab1, tab2, other):
+        assert (await browser.receive()).data == "to both"
+        await browser.nothing(0.1)
+    await stranger.nothing(0.1)
+
+
+async def test_int_uids_and_groups_come_back_as_str(browsers: Any, push: PushClient) -> None:
+    """uids and groups given as int are the same as their str form."""
+    browser = await browsers()
+    number = int(time.time() * 1000)
+    await call(push.bind_uid, browser.client_id, number)
+    await call(push.join_group, browser.client_id, number)
+    assert await call(push.get_uid_by_client_id, browser.client_id) == str(number)
+    assert await call(push.get_client_id_by_uid, str(number)) == [browser.client_id]
+    assert await call(push.get_client_id_list_by_group, str(number)) == [browser.client_id]
+    await call(push.send_to_group, str(number), "hi")
+    assert (await browser.receive()).data == "hi"
+
+
+async def test_send_to_group_with_several_groups_and_exclusions(browsers: Any, push: PushClient, name: Any) -> None:
+    """send_to_group reaches members of any listed group once each, minus the excluded."""
+    a, b, c, outsider = [await browsers() for _ in range(4)]
+    g1, g2 = name("g1"), name("g2")
+    for browser in (a, b):
+        await call(push.join_group, browser.client_id, g1)
+    for browser in (b, c):
+        await call(push.join_group, browser.client_id, g2)
+    await call(push.send_to_group, g1, "g1")
+    assert (await a.receive()).data == "g1"
+    assert (await b.receive()).data == "g1"
+    await call(push.send_to_group, [g1, g2], "both", exclude_client_ids=[a.client_id])
+    assert (await b.receive()).data == "both"
+    assert (await c.receive()).data == "both"
+    for browser in (a, b, c, outsider):
+        await browser.nothing(0.15)
+
+
+async def test_offline_targets_are_not_errors(push: PushClient, name: Any) -> None:
+    """Every operation on an offline client does nothing and raises nothing; queries answer empty."""
+    ghost = "A" * 22
+    push.send_to_client(ghost, "x")
+    push.send_to_uid(name("nobody"), "x")
+    push.send_to_group(name("empty"), "x")
+    push.bind_uid(ghost, "u")
+    push.unbind_uid(ghost, "u")
+    push.join_group(ghost, name("g"))
+    push.leave_group(ghost, name("g"))
+    push.set_session(ghost, {"a": 1})
+    push.update_session(ghost, {"a": 1})
+    push.close_client(ghost, "bye")
+    assert push.get_session(ghost) is None
+    assert push.is_online(ghost) is False
+    assert push.get_uid_by_client_id(ghost) is None
+    assert push.get_client_id_by_uid("u") == []
+    assert push.get_client_id_list_by_group(name("g")) == []
+    assert push.get_client_count_by_group(name("g")) == 0
+
+
+# -- uids, groups, sessions ------------------------------------------------------------------
+
+
+async def test_a_client_has_at_most_one_uid(browsers: Any, push: PushClient, name: Any) -> None:
+    """Binding a new uid replaces the old one; unbinding a uid the client lacks does nothing."""
+    browser = await browsers()
+    first, second = name("first"), name("second")
+    await call(push.bind_uid, browser.client_id, first)
+    await call(push.bind_uid, browser.client_id, second)
+    assert await call(push.get_uid_by_client_id, browser.client_id) == second
+    assert await call(push.is_uid_online, first) is False
+    assert await call(push.get_client_id_by_uid, first) == []
+    await call(push.unbind_uid, browser.client_id, first)
+    assert await call(push.get_uid_by_client_id, browser.client_id) == second
+    await call(push.unbind_uid, browser.client_id, second)
+    assert await call(push.get_uid_by_client_id, browser.client_id) is None
+    assert await call(push.is_uid_online, second) is False
+
+
+async def test_group_membership_and_queries(browsers: Any, push: PushClient, name: Any) -> None:
+    """join/leave/ungroup change membership, and the group queries count clients and distinct uids."""
+    a, b, c = [await browsers() for _ in range(3)]
+    group, uid = name("room"), name("ann")
+    await call(push.bind_uid, a.client_id, uid)
+    await call(push.bind_uid, b.client_id, uid)
+    for browser in (a, b, c):
+        await call(push.join_group, browser.client_id, group)
+    assert sorted(await call(push.get_client_id_list_by_group, group)) == sorted([a.client_id, b.client_id, c.client_id])
+    assert await call(push.get_client_count_by_group, group) == 3
+    assert await call(push.get_uid_list_by_group, group) == [uid]
+    assert await call(push.get_uid_count_by_group, group) == 1
+    assert group in await call(push.get_all_group_id_list)
+    await call(push.leave_group, c.client_id, group)
+    assert await call(push.get_client_count_by_group, group) == 2
+    await call(push.ungroup, group)
+    assert await call(push.get_client_count_by_group, group) == 0
+    assert group not in await call(push.get_all_group_id_list)
+    assert await call(push.is_online, a.client_id) is True
+    await call(push.send_to_group, group, "after ungroup")
+    for browser in (a, b, c):
+        await browser.nothing(0.1)
+
+
+async def test_sessions_replace_merge_and_read(browsers: Any, push: PushClient, name: Any) -> None:
+    """set_session replaces, update_session merges, and sessions are readable per client and per group."""
+    a, b = await browsers(), await browsers()
+    group = name("room")
+    assert await call(push.get_session, a.client_id) == {}
+    await call(push.set_session, a.client_id, {"name": "ann", "room": 1})
+    await call(push.update_session, a.client_id, {"room": 2, "tags": ["x"]})
+    assert await call(push.get_session, a.client_id) == {"name": "ann", "room": 2, "tags": ["x"]}
+    await call(push.set_session, a.client_id, {"only": True})
+    assert await call(push.get_session, a.client_id) == {"only": True}
+    await call(push.join_group, a.client_id, group)
+    await call(push.join_group, b.client_id, group)
+    assert await call(push.get_client_sessions_by_group, group) == {a.client_id: {"only": True}, b.client_id: {}}
+
+
+async def test_cluster_wide_lists(fresh_server: Any, browsers: Any) -> None:
+    """The get_all_* queries list every live client, bound uid and non-empty group."""
+    push = fresh_server.client()
+    a, b = await browsers(fresh_server), await browsers(fresh_server)
+    await call(push.bind_uid, a.client_id, "u1")
+    await call(push.join_group, b.client_id, "g1")
+    assert sorted(await call(push.get_all_client_id_list)) == sorted([a.client_id, b.client_id])
+    assert await call(push.get_all_client_count) == 2
+    assert await call(push.get_all_uid_list) == ["u1"]
+    assert await call(push.get_all_uid_count) == 1
+    assert await call(push.get_all_group_id_list) == ["g1"]
+    await a.close()
+    assert await eventually(lambda: push.get_all_client_count() == 1)
+    assert await call(push.get_all_uid_list) == []
+
+
+# -- departures ----------------------------------------------------------------------------
+
+
+async def test_leave_signals_go_to_each_group_once(browsers: Any, push: PushClient, name: Any) -> None:
+    """A departing client's groups each get one leave signal; the others and outsiders get none."""
+    leaver, mate, outsider = [await browsers() for _ in range(3)]
+    g1, g2, uid = name("g1"), name("g2"), name("u")
+    await call(push.bind_uid, leaver.client_id, uid)
+    for group in (g1, g2):
+        await call(push.join_group, leaver.client_id, group)
+        await call(push.join_group, mate.client_id, group)
+    await leaver.close()
+    signals = [await mate.json(), await mate.json()]
+    assert sorted(signals, key=lambda s: s["group"]) == [
+        {"type": "leave", "group": g1, "uid": uid},
+        {"type": "leave", "group": g2, "uid": uid},
+    ]
+    await mate.nothing()
+    await outsider.nothing(0.1)
+    assert await call(push.is_online, leaver.client_id) is False
+    assert await call(push.get_client_id_list_by_group, g1) == [mate.client_id]
+    assert await call(push.is_uid_online, uid) is False
+
+
+async def test_leave_signal_of_an_unbound_client_has_null_uid(browsers: Any, push: PushClient, name: Any) -> None:
+    """A client that never bound a uid leaves with "uid": null, and its id is never shown."""
+    leaver, mate = await browsers(), await browsers()
+    group = name("g")
+    await call(push.join_group, leaver.client_id, group)
+    await call(push.join_group, mate.client_id, group)
+    await leaver.close()
+    message = await mate.receive()
+    assert leaver.client_id not in message.data
+    assert message.data == f'{{"type":"leave","group":"{group}","uid":null}}'
+
+
+async def test_close_client_sends_the_message_then_closes(browsers: Any, push: PushClient, name: Any) -> None:
+    """close_client delivers its message, closes the socket, and the groups hear the leave."""
+    target, mate = await browsers(), await browsers()
+    group = name("g")
+    await call(push.join_group, target.client_id, group)
+    await call(push.join_group, mate.client_id, group)
+    await call(push.close_client, target.client_id, {"type": "kicked"})
+    assert await target.json() == {"type": "kicked"}
+    closing = await target.ws.receive(timeout=TIMEOUT)
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert await mate.json() == {"type": "leave", "group": group, "uid": None}
+    assert await call(push.is_online, target.client_id) is False
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+
+async def test_batch_runs_many_operations_in_one_request(browsers: Any, push: PushClient, name: Any) -> None:
+    """A batch applies its calls in order and hands back each result."""
+    browser = await browsers()
+    group = name("g")
+    with push.batch() as batch:
+        batch.bind_uid(browser.client_id, name("u"))
+        batch.join_group(browser.client_id, group)
+        count = batch.get_client_count_by_group(group)
+        online = batch.is_online(browser.client_id)
+        batch.send_to_group(group, "from a batch")
+    assert count.value == 1
+    assert online.value is True
+    assert (await browser.receive()).data == "from a batch"
+
+
+async def test_a_malformed_batch_changes_nothing(browsers: Any, push: PushClient, name: Any) -> None:
+    """One bad operation refuses the whole batch: the good ones before it are not applied."""
+    from push_client import PushRequestError
+
+    browser = await browsers()
+    group = name("g")
+    batch = push.batch()
+    batch.join_group(browser.client_id, group)
+    batch.send_to_group(group, "must not arrive")
+    batch._call("bind_uid", {"client_id": browser.client_id, "uid": {"not": "an id"}})
+    with pytest.raises(PushRequestError) as refused:
+        await call(batch.send)
+    assert refused.value.status == 400
+    assert "operations[2].uid" in refused.value.message
+    assert await call(push.get_client_count_by_group, group) == 0
+    await browser.nothing()

@@ -1,0 +1,290 @@
+"""The browser side of push_server: handshake checks, heartbeat, abuse, slow consumers, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import struct
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+import push_protocol
+
+from ..servers import TEST_SECRET, TIMEOUT, PushServerProcess
+from .conftest import masked_frame, raw_handshake, read_frame
+
+
+async def call(function: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(function, *args)
+
+
+async def wait_until(check: Any, timeout: float = TIMEOUT) -> None:
+    """Poll a blocking ``check`` until it is true, or fail."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def close_code(sock: socket.socket) -> int | None:
+    """Read frames until the server's close frame; return its code (None if the socket just ended)."""
+    try:
+        while True:
+            opcode, payload = read_frame(sock)
+            if opcode == 0x8:
+                return int(struct.unpack("!H", payload[:2])[0])
+    except (ConnectionError, socket.timeout):
+        return None
+
+
+def init_of(sock: socket.socket) -> dict[str, Any]:
+    opcode, payload = read_frame(sock)
+    assert opcode == 0x1
+    return dict(json.loads(payload))
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    """A server with a fast heartbeat, an origin list and tight abuse limits."""
+    with PushServerProcess(
+        "--heartbeat-interval", "0.3", "--heartbeat-timeout", "1.0",
+        "--allowed-origins", "https://chat.example,http://localhost:5000",
+        "--max-frame-bytes", "4096", "--max-client-frames-per-second", "20",
+    ) as process:
+        yield process
+
+
+# -- handshake -----------------------------------------------------------------------------------
+
+
+def test_other_paths_and_plain_http_are_refused(server: PushServerProcess) -> None:
+    """Only /ws upgrades; any other path is 404 and a non-WebSocket request 426."""
+    sock, head = raw_handshake(server.ws_port, path="/elsewhere")
+    assert head.startswith(b"HTTP/1.1 404")
+    plain = socket.create_connection(("127.0.0.1", server.ws_port), timeout=TIMEOUT)
+    plain.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert plain.recv(100).startswith(b"HTTP/1.1 426")
+
+
+def test_cross_site_origin_is_refused_before_the_upgrade(server: PushServerProcess) -> None:
+    """A page from an origin not in PUSH_ALLOWED_ORIGINS gets 403; a listed origin connects."""
+    _, head = raw_handshake(server.ws_port, headers="Origin: https://evil.example\r\n")
+    assert head.startswith(b"HTTP/1.1 403")
+    sock, head = raw_handshake(server.ws_port, headers="Origin: https://chat.example\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    assert init_of(sock)["type"] == "init"
+
+
+def test_valid_token_binds_the_uid_before_init(server: PushServerProcess) -> None:
+    """A token signed with PUSH_SECRET binds its uid before init, and init carries the uid."""
+    token = push_protocol.make_token(TEST_SECRET, 42, ttl=30)
+    sock, head = raw_handshake(server.ws_port, path=f"/ws?token={token}")
+    assert head.startswith(b"HTTP/1.1 101")
+    init = init_of(sock)
+    assert init["uid"] == "42"
+    push = server.client()
+    assert push.get_client_id_by_uid(42) == [init["client_id"]]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        push_protocol.make_token(TEST_SECRET, 42, ttl=-1),  # expired
+        push_protocol.make_token("some-other-secret-entirely", 42),  # forged
+        "garbage",
+    ],
+    ids=["expired", "forged", "garbage"],
+)
+def test_bad_tokens_are_refused_at_the_handshake(server: PushServerProcess, token: str) -> None:
+    """An expired, forged or malformed token gets 401 and no connection."""
+    _, head = raw_handshake(server.ws_port, path=f"/ws?token={token}")
+    assert head.startswith(b"HTTP/1.1 401")
+
+
+def test_tokens_never_reach_the_log(make_push_server: Any) -> None:
+    """Neither good nor bad tokens are written to the server's log."""
+    server = make_push_server("--log-level", "DEBUG").start()
+    good = push_protocol.make_token(TEST_SECRET, 7)
+    bad = push_protocol.make_token("some-other-secret-entirely", 7)
+    raw_handshake(server.ws_port, path=f"/ws?token={good}")[0].close()
+    raw_handshake(server.ws_port, path=f"/ws?token={bad}")[0].close()
+    server.stop()
+    log = server.log()
+    assert "refused WebSocket handshake" in log
+    assert good not in log and bad not in log and good.split(".")[1] not in log
+
+
+# -- heartbeat -----------------------------------------------------------------------------------
+
+
+async def test_silent_connection_is_dropped_with_leave_signals(server: PushServerProcess) -> None:
+    """A client that never answers pings is dropped within the timeout and its groups hear it leave."""
+    silent, _ = await asyncio.to_thread(raw_handshake, server.ws_port)
+    silent_id = init_of(silent)["client_id"]
+    async with aiohttp.ClientSession() as session:
+        # aiohttp answers pings by itself, as browsers do: this one stays.
+        mate = await session.ws_connect(server.ws_url)
+        mate_id = json.loads((await mate.receive(timeout=TIMEOUT)).data)["client_id"]
+        push = server.client()
+        await call(push.join_group, silent_id, "heartbeat")
+        await call(push.join_group, mate_id, "heartbeat")
+        started = time.monotonic()
+        while True:
+            message = await mate.receive(timeout=TIMEOUT)
+            if message.data != '{"type":"ping"}':
+                break
+        assert json.loads(message.data) == {"type": "leave", "group": "heartbeat", "uid": None}
+        # Timeout 1.0 s plus at most one sweep period.
+        assert time.monotonic() - started < 3.0
+        assert await call(push.is_online, mate_id) is True
+        assert await call(push.is_online, silent_id) is False
+
+
+def test_server_pings_idle_pages(server: PushServerProcess) -> None:
+    """An idle connection gets a protocol ping and a {"type":"ping"} frame."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    seen = {read_frame(sock) for _ in range(2)}
+    assert (0x9, b"") in seen
+    assert (0x1, b'{"type":"ping"}') in seen
+
+
+def test_client_ping_gets_a_pong(server: PushServerProcess) -> None:
+    """A protocol ping from the client is answered with a pong carrying the same payload."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x9, b"hello"))
+    while True:
+        opcode, payload = read_frame(sock)
+        if opcode == 0xA:
+            assert payload == b"hello"
+            return
+
+
+# -- abuse ---------------------------------------------------------------------------------------
+
+
+def test_oversized_frame_closes_with_1009(server: PushServerProcess) -> None:
+    """A frame over the size limit closes the connection with 1009 (message too big)."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x1, b"x" * 5000))
+    assert close_code(sock) == 1009
+
+
+def test_flood_closes_with_1008(server: PushServerProcess) -> None:
+    """Too many frames in a second closes the connection with 1008 (policy violation)."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(b"".join(masked_frame(0x1, b'{"type":"pong"}') for _ in range(50)))
+    assert close_code(sock) == 1008
+
+
+def test_unmasked_frame_closes_with_1002(server: PushServerProcess) -> None:
+    """A client frame without a mask breaks the protocol: close 1002."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x1, b"hi", mask=False))
+    assert close_code(sock) == 1002
+
+
+def test_invalid_utf8_closes_with_1007(server: PushServerProcess) -> None:
+    """A text frame that is not UTF-8 closes with 1007."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x1, b"\xff\xfe"))
+    assert close_code(sock) == 1007
+
+
+def test_client_close_is_echoed(server: PushServerProcess) -> None:
+    """A close frame from the client is answered with the same code."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x8, struct.pack("!H", 1000)))
+    assert close_code(sock) == 1000
+
+
+def test_pages_may_send_pongs_and_are_not_disturbed(server: PushServerProcess) -> None:
+    """A {"type":"pong"} or other text from a page is ignored, and the connection stays."""
+    sock, _ = raw_handshake(server.ws_port)
+    client_id = init_of(sock)["client_id"]
+    sock.sendall(masked_frame(0x1, b'{"type":"pong"}') + masked_frame(0x1, b"hello?") + masked_frame(0x2, b"\x00"))
+    push = server.client()
+    push.send_to_client(client_id, "still here")
+    while True:
+        opcode, payload = read_frame(sock)
+        if payload == b"still here":
+            return
+
+
+# -- slow consumers ------------------------------------------------------------------------------
+
+
+async def test_a_reader_that_never_reads_stalls_nobody(make_push_server: Any) -> None:
+    """One client that never reads is dropped at its bound; the rest of its group gets every message."""
+    server = make_push_server("--max-pending-bytes", "65536").start()
+    push = server.client()
+    stuck, _ = await asyncio.to_thread(raw_handshake, server.ws_port, "/ws", "", 4096)
+    stuck_id = init_of(stuck)["client_id"]
+    await call(push.join_group, stuck_id, "busy")
+    async with aiohttp.ClientSession() as session:
+        readers = []
+        for _ in range(5):
+            ws = await session.ws_connect(server.ws_url)
+            client_id = json.loads((await ws.receive(timeout=TIMEOUT)).data)["client_id"]
+            await call(push.join_group, client_id, "busy")
+            readers.append(ws)
+        payload = "x" * 16_000
+        count = 200  # 3.2 MB: far past the stuck client's kernel buffers and its 64 KB bound
+        for index in range(count):
+            await call(push.send_to_group, "busy", f"{index}:{payload}")
+        for ws in readers:
+            received = 0
+            leave_seen = False
+            while received < count or not leave_seen:
+                message = await ws.receive(timeout=TIMEOUT)
+                if message.data.startswith('{"type":"leave"'):
+                    assert json.loads(message.data) == {"type": "leave", "group": "busy", "uid": None}
+                    leave_seen = True
+                elif message.data != '{"type":"ping"}':
+                    assert message.data == f"{received}:{payload}"
+                    received += 1
+        assert await call(push.is_online, stuck_id) is False
+
+
+# -- shutdown ------------------------------------------------------------------------------------
+
+
+async def test_sigterm_closes_every_client_with_1001(make_push_server: Any) -> None:
+    """On SIGTERM every client gets close 1001 (going away), then the process exits cleanly."""
+    server = make_push_server().start()
+    async with aiohttp.ClientSession() as session:
+        clients = [await session.ws_connect(server.ws_url) for _ in range(3)]
+        for ws in clients:
+            await ws.receive(timeout=TIMEOUT)
+        exit_code = await asyncio.to_thread(server.stop, signal.SIGTERM)
+        for ws in clients:
+            message = await ws.receive(timeout=TIMEOUT)
+            assert message.type == aiohttp.WSMsgType.CLOSE
+            assert message.data == 1001
+    assert exit_code == 0
+
+
+def test_refuses_to_start_without_a_secret() -> None:
+    """Without PUSH_SECRET the server exits at once and says why."""
+    import subprocess
+    import sys
+
+    from ..servers import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "push_server"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    assert "PUSH_SECRET" in result.stderr
