@@ -51,6 +51,8 @@ def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "PUSH_TIMEOUT": float(environ.get("PUSH_TIMEOUT") or 3.0),
         "SESSION_COOKIE_SECURE": (environ.get("SESSION_COOKIE_SECURE") or "").lower() in _TRUE,
         "MAX_IMAGE_BYTES": int(environ.get("MAX_IMAGE_BYTES") or 5 * 1024 * 1024),
+        # werkzeug's default (scrypt). The test suite lowers the cost to stay fast.
+        "PASSWORD_HASH_METHOD": "scrypt",
     }
 
 

@@ -114,7 +114,7 @@ def register() -> ResponseReturnValue:
     if len(password) < PASSWORD_MIN:
         raise ApiError(400, f"password must be at least {PASSWORD_MIN} characters")
     db = get_db()
-    user = User(name=name, password_hash=generate_password_hash(password))
+    user = User(name=name, password_hash=generate_password_hash(password, current_app.config["PASSWORD_HASH_METHOD"]))
     db.add(user)
     try:
         db.commit()

@@ -126,9 +126,9 @@ def flush() -> ResponseReturnValue:
     return jsonify(users_list=users_list)
 
 
-def _recipient(data: Any, me: User) -> tuple[str, User | None]:
+def _recipient(data: Any, me: User, default: str | None = None) -> tuple[str, User | None]:
     """The message's ``type`` and, for a private one, its existing recipient."""
-    kind = data.get("type", "all")
+    kind = data.get("type") or default
     if kind not in ("all", "to"):
         raise ApiError(400, 'type must be "all" or "to"')
     if kind == "all":
@@ -207,7 +207,8 @@ def upload_image(room_id: int) -> ResponseReturnValue:
     content_type = sniff_image_type(data)
     if content_type is None:
         raise ApiError(415, "only PNG, JPEG, GIF and WebP images are accepted")
-    kind, target = _recipient(request.form, me)
+    # A plain upload (no type field) goes to the whole room.
+    kind, target = _recipient(request.form, me, default="all")
     db = get_db()
     image = Image(content_type=content_type, data=data)
     message = Message(

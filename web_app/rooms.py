@@ -48,8 +48,9 @@ def get_room(room_id: int) -> Room:
     return room
 
 
-@bp.get("/")
+# Decorators apply bottom-up: "/" is registered first, so url_for() names it.
 @bp.get("/rooms")
+@bp.get("/")
 @login_required
 def lobby() -> ResponseReturnValue:
     """Rooms with their online counts: a page, or JSON when asked."""
