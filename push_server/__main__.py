@@ -59,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, object]:
 def load_config(argv: Sequence[str] | None = None) -> Config:
     """Environment plus flags, or exit with the reason."""
     try:
-        return from_env(**parse_args(argv))
+        return from_env(overrides=parse_args(argv))
     except ConfigError as exc:
         sys.exit(f"push-server: {exc}")
 

@@ -166,7 +166,7 @@ def prepare(backend: Backend, config: Config, op: Any, args: Any, where: str = "
         raise ApiError(404 if not where else 400, ErrorCode.UNKNOWN_OPERATION, f"{where}unknown operation {op!r}")
     if not isinstance(args, dict):
         raise ApiError(400, ErrorCode.BAD_REQUEST, f"{where}arguments must be a JSON object")
-    values = []
+    values: list[Any] = []
     for name, optional in signature:
         value = args.get(name)
         if value is None:

@@ -37,7 +37,8 @@ def make_backend(config: Config) -> Backend:
         # Imported only here, so a single-process server never needs redis.
         from .backends.redis import RedisBackend
 
-        return RedisBackend(config)
+        backend: Backend = RedisBackend(config)
+        return backend
     from .backends.memory import MemoryBackend
 
     return MemoryBackend()

@@ -126,9 +126,9 @@ def values_from_env(environ: Mapping[str, str] | None = None) -> dict[str, objec
     return values
 
 
-def from_env(environ: Mapping[str, str] | None = None, **overrides: object) -> Config:
+def from_env(environ: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None) -> Config:
     """A Config from the environment, with ``overrides`` (e.g. from argv) on top."""
     values = values_from_env(environ)
-    values.update({name: value for name, value in overrides.items() if value is not None})
+    values.update({name: value for name, value in (overrides or {}).items() if value is not None})
     values.setdefault("secret", "")
     return Config(**values)  # type: ignore[arg-type]

@@ -87,7 +87,7 @@ class Connections:
             if pending is None:
                 connection.pending = frame
                 dirty.append(connection)
-            elif type(pending) is bytes:
+            elif isinstance(pending, bytes):
                 connection.pending = [pending, frame]
             else:
                 pending.append(frame)
@@ -111,7 +111,7 @@ class Connections:
             if not self._dirty:
                 self._schedule_flush()
             self._dirty.append(connection)
-        elif type(pending) is bytes:
+        elif isinstance(pending, bytes):
             connection.pending = [pending, frame]
         else:
             pending.append(frame)
@@ -133,7 +133,7 @@ class Connections:
                 continue
             # A write may call pause_writing() and drop a slow client; its
             # remaining frames are then discarded with it.
-            connection.transport.write(pending if type(pending) is bytes else b"".join(pending))
+            connection.transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
 
     # -- bookkeeping ---------------------------------------------------------------
 

@@ -285,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
         pending = self.pending
         if pending is not None:
             self.pending = None
-            transport.write(pending if type(pending) is bytes else b"".join(pending))
+            transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
         transport.write(data)
 
     def close(self, code: int = frames.CLOSE_NORMAL, reason: str = "", frame: bytes | None = None) -> None:
