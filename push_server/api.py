@@ -156,7 +156,8 @@ _SIGNATURES: dict[str, tuple[tuple[str, bool], ...]] = {
     for op, params in push_protocol.OPERATIONS.items()
 }
 
-Call = Callable[[], Awaitable[Any]]
+#: A checked operation: the backend method and its arguments, not yet called.
+Call = tuple[Callable[..., Awaitable[Any]], list[Any]]
 
 
 def prepare(backend: Backend, config: Config, op: Any, args: Any, where: str = "") -> Call:
@@ -179,8 +180,7 @@ def prepare(backend: Backend, config: Config, op: Any, args: Any, where: str = "
         known = {name for name, _ in signature}
         extra = sorted(name for name in args if name not in known)
         raise _invalid(f"{where}{extra[0]}", "is not an argument of " + op)
-    method = getattr(backend, op)
-    return lambda: method(*values)
+    return getattr(backend, op), values
 
 
 # -- authentication and bodies ------------------------------------------------------------
@@ -256,9 +256,9 @@ async def handle_operation(request: web.Request) -> web.Response:
     config, backend = app[CONFIG], app[BACKEND]
     try:
         body = await read_signed_body(request, config, backend)
-        call = prepare(backend, config, request.match_info["op"], _parse_object(body))
+        method, values = prepare(backend, config, request.match_info["op"], _parse_object(body))
         try:
-            result = await call()
+            result = await method(*values)
         except BackendUnavailable as exc:
             raise _unavailable(exc) from None
     except ApiError as exc:
@@ -291,9 +291,9 @@ async def handle_batch(request: web.Request) -> web.Response:
     except ApiError as exc:
         return _json(exc.status, {"error": exc.as_json()})
     results: list[dict[str, Any]] = []
-    for call in calls:
+    for method, values in calls:
         try:
-            results.append({"result": await call()})
+            results.append({"result": await method(*values)})
         except BackendUnavailable as exc:
             error = _unavailable(exc)
             results.append({"error": error.as_json(), "status": error.status})
