@@ -101,7 +101,10 @@ class LiveServer:
         self.app = app
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="live-web-app", daemon=True)
+        # A short poll interval: shutdown() waits for the loop to notice it.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-web-app", daemon=True
+        )
 
     def start(self) -> LiveServer:
         self._thread.start()

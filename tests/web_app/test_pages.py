@@ -1,0 +1,84 @@
+"""The HTML pages: CSRF meta tag, Content-Security-Policy, no inline script, escaping, the WebSocket URL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from web_app.push import ws_url
+
+from .conftest import Visitor
+from .live import make_app
+
+SCRIPT_TAG = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S)
+
+
+def _page_paths(member: Visitor) -> list[str]:
+    room_id = member.create_room("<img src=x onerror=alert(1)>")
+    return ["/", "/rooms", f"/rooms/{room_id}"]
+
+
+@pytest.mark.parametrize("path", ["/login", "/register"])
+def test_public_pages_carry_csrf_meta_and_csp(visitor: Visitor, path: str) -> None:
+    """Login and register pages carry the csrf-token meta tag and a scripts-from-self CSP."""
+    page = visitor.client.get(path)
+    assert page.status_code == 200
+    assert '<meta name="csrf-token" content="' in page.get_data(as_text=True)
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_logged_in_pages_have_no_inline_script_and_escape_names(member: Visitor) -> None:
+    """Lobby and room pages load scripts only by src, and show a hostile room name as text."""
+    for path in _page_paths(member):
+        page = member.client.get(path, headers={"Accept": "text/html"})
+        assert page.status_code == 200, path
+        html = page.get_data(as_text=True)
+        assert '<meta name="csrf-token" content="' in html
+        for attributes, body in SCRIPT_TAG.findall(html):
+            assert "src=" in attributes and not body.strip(), f"inline script on {path}"
+        assert "<img src=x" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_room_page_is_told_where_the_push_server_is(instance: Path) -> None:
+    """PUSH_WS_URL is handed to the page and allowed by its CSP."""
+    app = make_app(instance, None, PUSH_WS_URL="ws://push.example:9000/ws", PUSH_SECRET="x", PUSH_API_URL="http://127.0.0.1:9")
+    visitor = Visitor(app.test_client())
+    visitor.register()
+    room_id = visitor.create_room()
+    page = visitor.client.get(f"/rooms/{room_id}")
+    assert 'data-ws-url="ws://push.example:9000/ws"' in page.get_data(as_text=True)
+    assert "connect-src 'self' ws://push.example:9000/ws" in page.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("http://chat.example:8000", "ws://chat.example:7272/ws"),
+        ("https://chat.example", "wss://chat.example:7272/ws"),
+        ("http://[::1]:5000", "ws://[::1]:7272/ws"),
+    ],
+)
+def test_push_ws_url_defaults_to_the_request_host(app: Flask, base_url: str, expected: str) -> None:
+    """Without PUSH_WS_URL the page connects to the request's host on PUSH_WS_PORT, path /ws."""
+    with app.test_request_context("/rooms/1", base_url=base_url):
+        assert ws_url() == expected
+
+
+def test_unknown_room_page_is_an_html_404(member: Visitor) -> None:
+    """A browser asking for a room that does not exist gets an HTML 404 page."""
+    page = member.client.get("/rooms/999", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+    assert page.mimetype == "text/html"
+
+
+def test_static_files_are_served(visitor: Visitor) -> None:
+    """The page's scripts and stylesheet are served from /static."""
+    for name in ("app.css", "common.js", "auth.js", "lobby.js", "room.js"):
+        assert visitor.client.get(f"/static/{name}").status_code == 200, name
