@@ -1,0 +1,499 @@
+"""docs/openapi.yaml against the real server, so the document and the API cannot drift apart.
+
+The document is read as data: its paths must be exactly push_protocol.OPERATIONS
+(plus the batch endpoint), each operation's argument schema must have exactly the
+parameters OPERATIONS names (required and optional alike), every example must be
+accepted by a real push server and every answer must fit the documented schema.
+Malformed bodies of every kind must be refused by the schema *and* by the server,
+with the statuses the document names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from typing import Any, Iterator
+
+import aiohttp
+import pytest
+import requests
+import yaml
+from jsonschema import Draft202012Validator, ValidationError, validators
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+import push_protocol
+from push_protocol import ErrorCode
+
+from ..servers import ROOT, TIMEOUT, PushServerProcess
+
+DOC_PATH = ROOT / "docs" / "openapi.yaml"
+DOC: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text(encoding="utf-8"))
+SCHEMAS: dict[str, Any] = DOC["components"]["schemas"]
+_REGISTRY = Registry().with_resource("urn:openapi", Resource.from_contents(DOC, default_specification=DRAFT202012))
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    # JSON Schema patterns are ECMA-262, where "$" (without the m flag) matches only at
+    # the very end; Python's "$" also matches before a final newline. Read it as "\Z".
+    if isinstance(instance, str):
+        python_pattern = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+        if not re.search(python_pattern, instance):
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+OPERATIONS = list(push_protocol.OPERATIONS)
+
+#: The schema each parameter name must use: the document's "kinds of argument".
+PARAMETER_KINDS = {
+    "client_id": "ClientId",
+    "uid": "Id",
+    "group": "Id",
+    "uids": "IdOrIds",
+    "groups": "IdOrIds",
+    "client_ids": "ClientIdArray",
+    "exclude_client_ids": "ClientIdArray",
+    "message": "Message",
+    "session": "Session",
+}
+
+#: Values of each kind that the server must refuse with 400 (and the schema must refuse too).
+MALFORMED: dict[str, list[Any]] = {
+    "ClientId": ["", 42, True, "x" * 257, ["abc"], {"id": "abc"}],
+    "Id": ["", True, 1.5, "x" * 257, [1], {"uid": 1}],
+    "IdOrIds": [[], [True], [""], [["a"]], ["x" * 257], 1.5, {"a": 1}],
+    "ClientIdArray": ["abc", [1], [""], [None], {"a": 1}],
+    "Message": [
+        {},
+        "hello",
+        ["hello"],
+        {"text": 1},
+        {"text": "a", "json": 1},
+        {"binary": "QQ"},
+        {"binary": "not base64!"},
+        {"binary": 12},
+        {"html": "<b>hi</b>"},
+    ],
+    "Session": [[], "x", 1, True],
+}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def schema_of(ref_or_name: str) -> Any:
+    """A validator for one schema of the document, with its $refs resolved in the document."""
+    name = ref_or_name.rsplit("/", 1)[-1]
+    return Validator({"$ref": f"urn:openapi#/components/schemas/{name}"}, registry=_REGISTRY)
+
+
+def accepts(schema: str, value: Any) -> bool:
+    """Whether the document's schema ``schema`` accepts ``value``."""
+    return schema_of(schema).is_valid(value)
+
+
+def post_of(op: str) -> dict[str, Any]:
+    """The document's POST operation at an operation's path."""
+    return DOC["paths"][push_protocol.operation_path(op)]["post"]  # type: ignore[no-any-return]
+
+
+def args_schema_name(op: str) -> str:
+    ref = post_of(op)["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    return str(ref).rsplit("/", 1)[-1]
+
+
+def answer_schema_name(op: str) -> str:
+    ref = post_of(op)["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    return str(ref).rsplit("/", 1)[-1]
+
+
+def request_example(op: str) -> Any:
+    """The operation's documented example request body."""
+    (example,) = post_of(op)["requestBody"]["content"]["application/json"]["examples"].values()
+    return example["value"]
+
+
+def params(op: str) -> list[tuple[str, bool]]:
+    """``(name, optional)`` for each parameter of ``op``, as push_protocol.OPERATIONS says."""
+    return [(param.rstrip("?"), param.endswith("?")) for param in push_protocol.OPERATIONS[op]]
+
+
+def signed_post(server: PushServerProcess, path: str, payload: Any = None, body: bytes | None = None) -> requests.Response:
+    """POST ``payload`` (or raw ``body``) to ``path``, signed the way the document says."""
+    if body is None:
+        body = json.dumps(payload).encode()
+    headers = push_protocol.sign_request(server.secret, "POST", path, body)
+    headers["Content-Type"] = "application/json"
+    return requests.post(server.api_url + path, data=body, headers=headers, timeout=TIMEOUT)
+
+
+def assert_refused(response: requests.Response, status: int, field: str | None = None) -> None:
+    """The answer is the documented error shape with ``status`` (and names ``field``)."""
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert accepts("Error", answer), answer
+    if field is not None:
+        message = answer["error"]["message"]
+        assert message.startswith(field) and message[len(field)] in ":[.", message
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PushServerProcess]:
+    """One real push server (in-memory backend) for the module: every test uses fresh names."""
+    with PushServerProcess() as process:
+        yield process
+
+
+# -- the document's shape ----------------------------------------------------------------------
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    """The document validates as OpenAPI 3.1."""
+    from openapi_spec_validator import validate
+
+    assert DOC["openapi"].startswith("3.1")
+    validate(DOC)
+
+
+def test_paths_are_exactly_the_operations_and_batch() -> None:
+    """Every operation in OPERATIONS has its own path, and every path is an operation or the batch."""
+    expected = {push_protocol.operation_path(op) for op in OPERATIONS} | {push_protocol.BATCH_PATH}
+    assert set(DOC["paths"]) == expected
+    for path, item in DOC["paths"].items():
+        assert set(item) == {"post"}, path
+        assert path == push_protocol.operation_path(item["post"]["operationId"])
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+def test_arguments_match_operations(op: str) -> None:
+    """The argument schema has exactly OPERATIONS' parameters, required and optional as marked, of the right kind."""
+    schema = SCHEMAS[args_schema_name(op)]
+    names = [name for name, _ in params(op)]
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is False
+    assert list(schema["properties"]) == names
+    assert schema.get("required", []) == [name for name, optional in params(op) if not optional]
+    assert post_of(op)["requestBody"]["required"] is any(not optional for _, optional in params(op))
+    for name, optional in params(op):
+        prop = schema["properties"][name]
+        kind_ref = f"#/components/schemas/{PARAMETER_KINDS[name]}"
+        if optional:
+            assert prop["anyOf"] == [{"$ref": kind_ref}, {"type": "null"}], name
+        else:
+            assert prop == {"$ref": kind_ref}, name
+
+
+def test_batch_calls_cover_every_operation() -> None:
+    """The batch schema offers each operation once, with that operation's own argument schema."""
+    calls = [SCHEMAS[ref["$ref"].rsplit("/", 1)[-1]] for ref in SCHEMAS["BatchCall"]["oneOf"]]
+    assert [call["properties"]["op"]["const"] for call in calls] == OPERATIONS
+    for op, call in zip(OPERATIONS, calls):
+        assert call["properties"]["args"] == {"$ref": f"#/components/schemas/{args_schema_name(op)}"}
+        needs_args = any(not optional for _, optional in params(op))
+        assert call["required"] == (["op", "args"] if needs_args else ["op"]), op
+
+
+def test_error_codes_match_push_protocol() -> None:
+    """The documented error codes are exactly push_protocol.ErrorCode's."""
+    codes = {value for name, value in vars(ErrorCode).items() if name.isupper()}
+    assert set(SCHEMAS["ErrorBody"]["properties"]["code"]["enum"]) == codes
+
+
+def test_signature_scheme_matches_push_protocol() -> None:
+    """The security schemes name push_protocol's headers and window, and the test vector verifies."""
+    schemes = DOC["components"]["securitySchemes"]
+    assert {scheme["name"] for scheme in schemes.values()} == {
+        push_protocol.HEADER_TIMESTAMP,
+        push_protocol.HEADER_NONCE,
+        push_protocol.HEADER_SIGNATURE,
+    }
+    assert DOC["security"] == [{name: [] for name in schemes}]
+    description = schemes["pushSignature"]["description"]
+    assert f"{push_protocol.SIGNATURE_WINDOW} seconds" in description
+    assert f"{2 * push_protocol.SIGNATURE_WINDOW} seconds" in description
+    vector = schemes["pushSignature"]["x-test-vector"]
+    body = vector["body"].encode()
+    assert hashlib.sha256(body).hexdigest() == vector["body_sha256"]
+    # Computed here from the document's words alone, then checked by the server's own verifier.
+    text = "\n".join((vector["method"], vector["path"], vector["timestamp"], vector["nonce"], vector["body_sha256"]))
+    assert hmac.new(vector["secret"].encode(), text.encode(), hashlib.sha256).hexdigest() == vector["signature"]
+    problem = push_protocol.verify_signature(
+        vector["secret"], vector["method"], vector["path"], vector["body_sha256"],
+        vector["timestamp"], vector["nonce"], vector["signature"], now=int(vector["timestamp"]),
+    )
+    assert problem is None
+    for value in (vector["body"], vector["signature"], vector["body_sha256"]):
+        assert value in description
+
+
+def test_limits_match_the_server() -> None:
+    """The limits the document states are the server's defaults."""
+    from push_server import api
+    from push_server.config import Config
+
+    config = Config(secret="x" * 16)
+    assert f"{config.max_message_bytes:,} bytes" in SCHEMAS["Message"]["description"]
+    assert f"{config.max_session_bytes:,} characters" in SCHEMAS["Session"]["description"]
+    assert SCHEMAS["BatchRequest"]["properties"]["operations"]["maxItems"] == config.max_batch_operations
+    assert SCHEMAS["IdOrIds"]["oneOf"][1]["maxItems"] == api.MAX_LIST_LENGTH
+    assert SCHEMAS["ClientIdArray"]["maxItems"] == api.MAX_LIST_LENGTH
+    assert SCHEMAS["ClientId"]["maxLength"] == api.MAX_ID_LENGTH
+    assert SCHEMAS["Id"]["oneOf"][0]["maxLength"] == api.MAX_ID_LENGTH
+    assert f"{config.max_body_bytes // 2**20} MiB" in DOC["info"]["description"]
+
+
+def test_documented_examples_fit_their_schemas() -> None:
+    """Every request and response example in the document fits the schema it illustrates."""
+    checked = 0
+    for path, item in DOC["paths"].items():
+        operation = item["post"]
+        for status, response in operation["responses"].items():
+            if "$ref" in response:
+                response = DOC["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+            for content in response.get("content", {}).values():
+                for example in content.get("examples", {}).values():
+                    assert schema_of(content["schema"]["$ref"]).is_valid(example["value"]), (path, status)
+                    checked += 1
+        content = operation["requestBody"]["content"]["application/json"]
+        assert content["examples"], path
+        for example in content["examples"].values():
+            errors = list(schema_of(content["schema"]["$ref"]).iter_errors(example["value"]))
+            assert not errors, (path, errors)
+            checked += 1
+    assert checked >= 2 * len(DOC["paths"])
+
+
+# -- the document against the server -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+def test_example_request_is_accepted(server: PushServerProcess, op: str) -> None:
+    """The operation's documented example, sent signed, is answered 200 with an answer that fits its schema."""
+    response = signed_post(server, push_protocol.operation_path(op), request_example(op))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    errors = list(schema_of(answer_schema_name(op)).iter_errors(answer))
+    assert not errors, errors
+
+
+def test_batch_example_is_accepted(server: PushServerProcess) -> None:
+    """The batch endpoint's example is answered 200 with one result per operation."""
+    example = DOC["paths"][push_protocol.BATCH_PATH]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    (body,) = (item["value"] for item in example.values())
+    response = signed_post(server, push_protocol.BATCH_PATH, body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert accepts("BatchAnswer", answer), answer
+    assert len(answer["results"]) == len(body["operations"])
+
+
+def test_every_operation_in_one_batch_is_accepted(server: PushServerProcess) -> None:
+    """A batch of every operation's example fits BatchRequest, runs, and each result fits its operation's schema."""
+    body = {"operations": [{"op": op, "args": request_example(op)} for op in OPERATIONS]}
+    assert accepts("BatchRequest", body)
+    response = signed_post(server, push_protocol.BATCH_PATH, body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    for op, result in zip(OPERATIONS, results, strict=True):
+        assert accepts(answer_schema_name(op), result), (op, result)
+
+
+async def test_answers_about_a_live_connection_fit_their_schemas(server: PushServerProcess) -> None:
+    """With a real browser bound, grouped and given a session, every query's answer fits its documented schema."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(server.ws_url) as ws:
+            init = json.loads((await ws.receive(timeout=TIMEOUT)).data)
+            client_id = init["client_id"]
+            assert accepts("ClientId", client_id)
+            group = f"openapi-{client_id}"
+            setup = [
+                ("bind_uid", {"client_id": client_id, "uid": 4242}),
+                ("join_group", {"client_id": client_id, "group": group}),
+                ("set_session", {"client_id": client_id, "session": {"name": "alice", "n": 1}}),
+            ]
+            for op, args in setup:
+                assert signed_post(server, push_protocol.operation_path(op), args).status_code == 200
+            answers = {}
+            for op in OPERATIONS:
+                if op.startswith(("send_", "close_", "bind_", "unbind_", "join_", "leave_", "ungroup", "set_", "update_")):
+                    continue
+                args = {}
+                for name, _ in params(op):
+                    args[name] = {"client_id": client_id, "uid": 4242, "group": group}[name]
+                response = signed_post(server, push_protocol.operation_path(op), args)
+                assert response.status_code == 200, response.text
+                answers[op] = response.json()
+                errors = list(schema_of(answer_schema_name(op)).iter_errors(answers[op]))
+                assert not errors, (op, errors)
+            # Not just empty answers: the connection was really seen.
+            assert answers["get_session"]["result"] == {"name": "alice", "n": 1}
+            assert answers["get_uid_by_client_id"]["result"] == "4242"
+            assert answers["get_client_sessions_by_group"]["result"] == {client_id: {"name": "alice", "n": 1}}
+            assert answers["get_uid_list_by_group"]["result"] == ["4242"]
+            # A pushed message arrives as the Message schema says: binary as a binary frame.
+            payload = b"\x00\x01\xfe"
+            message = {"binary": base64.b64encode(payload).decode()}
+            assert accepts("Message", message)
+            response = signed_post(server, push_protocol.operation_path("send_to_client"), {"client_id": client_id, "message": message})
+            assert response.status_code == 200
+            frame = await ws.receive(timeout=TIMEOUT)
+            while frame.type == aiohttp.WSMsgType.TEXT and frame.data == '{"type":"ping"}':
+                frame = await ws.receive(timeout=TIMEOUT)
+            assert (frame.type, frame.data) == (aiohttp.WSMsgType.BINARY, payload)
+
+
+def _malformed_cases() -> Iterator[Any]:
+    for op in OPERATIONS:
+        for name, _optional in params(op):
+            for index, value in enumerate(MALFORMED[PARAMETER_KINDS[name]]):
+                yield pytest.param(op, name, value, id=f"{op}-{name}-{index}")
+
+
+@pytest.mark.parametrize(("op", "name", "value"), list(_malformed_cases()))
+def test_malformed_argument_is_refused(server: PushServerProcess, op: str, name: str, value: Any) -> None:
+    """A malformed argument of any kind is refused by the schema and answered 400 naming the field."""
+    body = {**request_example(op), name: value}
+    assert not accepts(args_schema_name(op), body)
+    assert_refused(signed_post(server, push_protocol.operation_path(op), body), 400, name)
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATIONS if any(not optional for _, optional in params(op))])
+def test_missing_or_null_required_argument_is_refused(server: PushServerProcess, op: str) -> None:
+    """Leaving out (or sending null for) a required argument is refused by the schema and answered 400."""
+    for name, optional in params(op):
+        if optional:
+            continue
+        for body in ({k: v for k, v in request_example(op).items() if k != name}, {**request_example(op), name: None}):
+            assert not accepts(args_schema_name(op), body)
+            assert_refused(signed_post(server, push_protocol.operation_path(op), body), 400, name)
+
+
+#: push_server/api.py prepare() looks for unknown arguments only when there are more
+#: arguments than parameters, so one sent in place of an omitted optional parameter
+#: is silently ignored. Remove this marker once it is fixed.
+_EXTRA_ARGUMENT_BUG = pytest.mark.xfail(reason="api.prepare ignores an unknown argument when an optional one is omitted")
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param(op, marks=[_EXTRA_ARGUMENT_BUG] if any(optional for _, optional in params(op)) else [])
+        for op in OPERATIONS
+    ],
+)
+def test_unknown_argument_is_refused(server: PushServerProcess, op: str) -> None:
+    """An argument the operation does not have (next to its required ones) is refused by the schema and answered 400 naming it."""
+    required = {name for name, optional in params(op) if not optional}
+    body = {**{k: v for k, v in request_example(op).items() if k in required}, "colour": "red"}
+    assert not accepts(args_schema_name(op), body)
+    assert_refused(signed_post(server, push_protocol.operation_path(op), body), 400, "colour")
+
+
+@pytest.mark.parametrize("op", [op for op in OPERATIONS if any(optional for _, optional in params(op))])
+def test_null_optional_argument_is_accepted(server: PushServerProcess, op: str) -> None:
+    """An optional argument sent as null is accepted, as the schema says."""
+    body = {**request_example(op), **{name: None for name, optional in params(op) if optional}}
+    assert accepts(args_schema_name(op), body)
+    assert signed_post(server, push_protocol.operation_path(op), body).status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"1", b"null", b"{", b"\xff"])
+def test_body_that_is_not_an_object_is_refused(server: PushServerProcess, body: bytes) -> None:
+    """A body that is not a JSON object is answered 400 bad_request."""
+    response = signed_post(server, push_protocol.operation_path("get_all_client_count"), body=body)
+    assert_refused(response, 400)
+    assert response.json()["error"]["code"] == ErrorCode.BAD_REQUEST
+
+
+def test_empty_body_counts_as_no_arguments(server: PushServerProcess) -> None:
+    """An empty body is `{}`, so an operation without required arguments accepts it (requestBody not required)."""
+    assert post_of("get_all_client_count")["requestBody"]["required"] is False
+    response = signed_post(server, push_protocol.operation_path("get_all_client_count"), body=b"")
+    assert response.status_code == 200
+    assert accepts(answer_schema_name("get_all_client_count"), response.json())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"operations": "get_all_client_count"},
+        {"operations": [1]},
+        {"operations": [{"op": "send_to_everyone", "args": {}}]},
+        {"operations": [{"op": "ungroup"}]},
+        {"operations": [{"op": "ungroup", "args": None}]},
+        {"operations": [{"op": "get_all_client_count"}, {"op": "bind_uid", "args": {"client_id": "abc", "uid": ""}}]},
+        {"operations": [], "atomic": True},
+    ],
+)
+def test_malformed_batch_is_refused(server: PushServerProcess, body: Any) -> None:
+    """A malformed batch is refused by the schema and answered 400, applying nothing."""
+    assert not accepts("BatchRequest", body)
+    assert_refused(signed_post(server, push_protocol.BATCH_PATH, body), 400)
+
+
+def test_unknown_operation_is_404(server: PushServerProcess) -> None:
+    """A path that is not in the document is answered 404 unknown_operation once authenticated."""
+    response = signed_post(server, push_protocol.operation_path("send_to_everyone"), {})
+    assert_refused(response, 404)
+    assert response.json()["error"]["code"] == ErrorCode.UNKNOWN_OPERATION
+
+
+def test_unsigned_request_is_401(server: PushServerProcess) -> None:
+    """A request without the security scheme's headers is answered 401 whatever its body."""
+    response = requests.post(server.api_url + push_protocol.operation_path("ungroup"), data=b"{", timeout=TIMEOUT)
+    assert_refused(response, 401)
+
+
+def test_over_limit_message_and_list_are_413(server: PushServerProcess) -> None:
+    """A message over the documented size and a list over its maxItems are answered 413."""
+    from push_server.config import Config
+
+    limit = Config(secret="x" * 16).max_message_bytes
+    path = push_protocol.operation_path("send_to_client")
+    assert_refused(signed_post(server, path, {"client_id": "abc", "message": {"text": "x" * (limit + 1)}}), 413, "message")
+    assert signed_post(server, path, {"client_id": "abc", "message": {"text": "x" * limit}}).status_code == 200
+    too_many = SCHEMAS["IdOrIds"]["oneOf"][1]["maxItems"] + 1
+    body = {"uids": list(range(too_many)), "message": {"text": "x"}}
+    assert not accepts("SendToUidArgs", body)
+    assert_refused(signed_post(server, push_protocol.operation_path("send_to_uid"), body), 413, "uids")
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("", True),
+        ("QQ==", True),
+        ("QUI=", True),
+        ("QUJD", True),
+        ("QR==", True),
+        ("+/8=", True),
+        ("_-8=", False),
+        ("QQ", False),
+        ("QQ=", False),
+        ("Q===", False),
+        ("QQ==QQ==", False),
+        ("QUJD\n", False),
+        (" QUJD", False),
+        ("QU JD", False),
+    ],
+)
+def test_binary_pattern_agrees_with_the_server(server: PushServerProcess, text: str, valid: bool) -> None:
+    """The schema's base64 pattern and the server accept and refuse the same binary messages."""
+    message = {"binary": text}
+    assert accepts("Message", message) is valid
+    response = signed_post(server, push_protocol.operation_path("send_to_client"), {"client_id": "abc", "message": message})
+    assert response.status_code == (200 if valid else 400), response.text
+
+
+@pytest.mark.parametrize("uid", [0, -7, 42, "0", "x" * 256, "名前", 10**255])
+def test_id_forms_the_schema_accepts_are_accepted(server: PushServerProcess, uid: Any) -> None:
+    """Every uid form the Id schema accepts (strings, integers, 256 characters) is accepted."""
+    assert accepts("Id", uid)
+    response = signed_post(server, push_protocol.operation_path("get_client_id_by_uid"), {"uid": uid})
+    assert response.status_code == 200, response.text
