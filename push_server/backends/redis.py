@@ -1,0 +1,697 @@
+"""Many nodes, one cluster: shared state in Redis, pushes routed to the nodes that need them.
+
+How it fits together (docs/cluster.md has the picture):
+
+- **Indexes in Redis** answer every query for the whole cluster (who is in a
+  group, which clients a uid has, ...). Every change is one Lua script
+  (:mod:`.redis_lua`): atomic, one round trip.
+- **Routing without lookups.** A client id starts with its node's id
+  (``<node>.<random>``), so a push to a client goes straight to that node's
+  channel. For groups Redis keeps, per group, how many members each node holds
+  (``gn:G``), so a group push is published only to those nodes; ``send_to_all``
+  is the one broadcast.
+- **A mirror per node.** Each node keeps its own clients' uid, groups and
+  session in memory (:class:`Mirror`) and delivers group and uid pushes from it,
+  so a push crosses Redis once per node, never once per recipient. Changes made
+  on another node reach the mirror as messages on the node's channel, published
+  by the same script that changed Redis: a node sees a ``join_group`` before any
+  push that relies on it.
+- **Leases.** Each node renews ``lease:N`` (expiring after the node timeout).
+  Every node sweeps; the script that finds an expired lease claims the dead
+  node's clients atomically, so exactly one node reaps them, in chunks, each
+  client departing once with its leave signals.
+- **Outages.** While Redis is unreachable, operations that need it raise
+  :class:`BackendUnavailable` at once; pushes still reach this node's own
+  clients (from the mirror). The node reconnects with capped backoff and then
+  writes its clients back (:meth:`RedisBackend.resync`): after a Redis restart
+  that lost everything, the cluster is whole again within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .. import frames
+from ..config import Config
+from .base import Backend, BackendUnavailable, Session, leave_frame, new_random_id
+from .redis_lua import SCRIPT
+
+if TYPE_CHECKING:
+    from ..connections import Connections
+
+log = logging.getLogger(__name__)
+
+#: A Redis command that gets no answer within this long counts as failed: the
+#: API must answer 503 within 2 s of an outage, not hang.
+COMMAND_TIMEOUT = 1.0
+#: Reconnection backoff: doubles from the first value up to the cap, with jitter.
+BACKOFF_FIRST = 0.05
+BACKOFF_CAP = 2.0
+#: How long start() waits for Redis before the node serves anyway (answering 503).
+START_WAIT = 10.0
+#: Clients per script call when reaping a dead node or writing state back:
+#: big enough to be quick, small enough not to stall Redis for long.
+CHUNK = 500
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class _Client:
+    """What a node's mirror holds for one of its clients."""
+
+    __slots__ = ("uid", "groups", "session")
+
+    def __init__(self, uid: str | None) -> None:
+        self.uid = uid
+        self.groups: set[str] | None = None
+        self.session: Session | None = None
+
+
+class Mirror:
+    """This node's clients' uids, groups and sessions: what local delivery reads."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, _Client] = {}
+        self.uids: dict[str, set[str]] = {}
+        self.groups: dict[str, set[str]] = {}
+
+    def add(self, client_id: str, uid: str | None) -> None:
+        self.clients[client_id] = _Client(None)
+        if uid is not None:
+            self.bind(client_id, uid)
+
+    def remove(self, client_id: str) -> _Client | None:
+        client = self.clients.pop(client_id, None)
+        if client is None:
+            return None
+        if client.uid is not None:
+            self._drop(self.uids, client.uid, client_id)
+        for group in client.groups or ():
+            self._drop(self.groups, group, client_id)
+        return client
+
+    def bind(self, client_id: str, uid: str) -> None:
+        client = self.clients.get(client_id)
+        if client is None:
+            return
+        if client.uid is not None:
+            self._drop(self.uids, client.uid, client_id)
+        client.uid = uid
+        self.uids.setdefault(uid, set()).add(client_id)
+
+    def unbind(self, client_id: str) -> None:
+        client = self.clients.get(client_id)
+        if client is not None and client.uid is not None:
+            self._drop(self.uids, client.uid, client_id)
+            client.uid = None
+
+    def join(self, client_id: str, group: str) -> None:
+        client = self.clients.get(client_id)
+        if client is None:
+            return
+        if client.groups is None:
+            client.groups = set()
+        client.groups.add(group)
+        self.groups.setdefault(group, set()).add(client_id)
+
+    def leave(self, client_id: str, group: str) -> None:
+        client = self.clients.get(client_id)
+        if client is not None and client.groups and group in client.groups:
+            client.groups.discard(group)
+            self._drop(self.groups, group, client_id)
+
+    def ungroup(self, group: str) -> None:
+        for client_id in self.groups.pop(group, ()):
+            client = self.clients.get(client_id)
+            if client is not None and client.groups:
+                client.groups.discard(group)
+
+    def set_session(self, client_id: str, session: Session, merge: bool) -> None:
+        client = self.clients.get(client_id)
+        if client is not None:
+            client.session = {**(client.session or {}), **session} if merge else session
+
+    def replace(self, client_id: str, uid: str | None, groups: Iterable[str], session: Session) -> None:
+        """Make one client's entry what Redis says it is."""
+        if client_id not in self.clients:
+            return
+        self.remove(client_id)
+        self.add(client_id, uid)
+        for group in groups:
+            self.join(client_id, group)
+        self.clients[client_id].session = session or None
+
+    def members(self, groups: list[str]) -> Iterable[str]:
+        if len(groups) == 1:
+            return self.groups.get(groups[0], ())
+        found: set[str] = set()
+        for group in groups:
+            found.update(self.groups.get(group, ()))
+        return found
+
+    def uid_clients(self, uids: list[str]) -> Iterable[str]:
+        if len(uids) == 1:
+            return self.uids.get(uids[0], ())
+        found: set[str] = set()
+        for uid in uids:
+            found.update(self.uids.get(uid, ()))
+        return found
+
+    @staticmethod
+    def _drop(index: dict[str, set[str]], key: str, client_id: str) -> None:
+        clients = index.get(key)
+        if clients is not None:
+            clients.discard(client_id)
+            if not clients:
+                del index[key]
+
+
+def node_of(client_id: str) -> str | None:
+    """The node a client id names, or None if it is not one of ours."""
+    node, dot, rest = client_id.partition(".")
+    return node if dot and node and rest else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _texts(values: Iterable[bytes | str]) -> list[str]:
+    return [value.decode() if isinstance(value, bytes) else value for value in values]
+
+
+def _session(pairs: list[Any]) -> Session:
+    """A session from HGETALL's flat [key, JSON value, ...] list."""
+    return {_text(pairs[i]): json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+
+
+def _session_args(session: Session) -> list[str]:
+    args: list[str] = []
+    for key, value in session.items():
+        args.append(key)
+        args.append(_dumps(value))
+    return args
+
+
+def _header(value: Any) -> bytes:
+    return _dumps(value).encode()
+
+
+class RedisBackend(Backend):
+    """Cluster state in Redis (under ``config.redis_prefix``), delivery by pub/sub to the nodes concerned."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.redis_url is not None
+        self.config = config
+        self.prefix = config.redis_prefix
+        #: Short and URL-safe: it starts every client id of this node.
+        self.node_id = secrets.token_urlsafe(6)
+        self.mirror = Mirror()
+        self._redis = aioredis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            # No silent retries: an outage must surface at once as a 503, and
+            # the supervisor (not each command) decides when Redis is back.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._script = self._redis.register_script(SCRIPT)
+        self._node_channel = (self.prefix + "node:" + self.node_id).encode()
+        self._all_channel = (self.prefix + "all").encode()
+        #: True while Redis is reachable and this node's state is written back.
+        self.up = False
+        self._ready = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._registered = False
+        self._backoff = BACKOFF_FIRST
+        self._down_logged = False
+        # Nonces claimed while Redis was away: checked locally meanwhile and
+        # written to Redis on reconnection, so a replay stays refused cluster-wide.
+        self._local_nonces: dict[str, float] = {}
+        self._resync_lock = asyncio.Lock()
+        self._handlers: dict[int, Callable[[Any, bytes], None]] = {
+            ord(kind): handler
+            for kind, handler in {
+                "c": self._on_clients, "u": self._on_uids, "g": self._on_groups, "a": self._on_all,
+                "L": self._on_leave, "k": self._on_close,
+                "b": lambda h, p: self.mirror.bind(h[0], h[1]), "B": lambda h, p: self.mirror.unbind(h[0]),
+                "j": lambda h, p: self.mirror.join(h[0], h[1]), "l": lambda h, p: self.mirror.leave(h[0], h[1]),
+                "x": lambda h, p: self.mirror.ungroup(h[0]),
+                "s": lambda h, p: self.mirror.set_session(h[0], json.loads(p), merge=False),
+                "m": lambda h, p: self.mirror.set_session(h[0], json.loads(p), merge=True),
+            }.items()
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, connections: Connections) -> None:
+        await super().start(connections)
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        try:
+            await asyncio.wait_for(self._ready.wait(), START_WAIT)
+        except asyncio.TimeoutError:
+            log.warning("Redis is not reachable yet; serving, and answering 503 until it is")
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for task in list(self._tasks):
+            task.cancel()
+        if self.up:
+            try:
+                await self._call("retire", self.node_id)
+            except BackendUnavailable:
+                log.warning("could not retire node %s; the others will reap it", self.node_id)
+        self.up = False
+        await self._redis.aclose()
+
+    def new_client_id(self) -> str:
+        return f"{self.node_id}.{new_random_id()}"
+
+    # -- talking to Redis ----------------------------------------------------------------
+
+    async def _call(self, op: str, *args: str | bytes) -> Any:
+        """Run one operation of the script; BackendUnavailable if Redis cannot be reached."""
+        if not self.up:
+            raise BackendUnavailable("Redis is unreachable")
+        return await self._guard(self._script(args=[op, self.prefix, *args]))
+
+    async def _guard(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except (RedisError, OSError) as exc:
+            raise BackendUnavailable(f"Redis: {type(exc).__name__}") from exc
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + "".join(parts)
+
+    async def _query(self, command: str, *args: str) -> Any:
+        if not self.up:
+            raise BackendUnavailable("Redis is unreachable")
+        return await self._guard(self._redis.execute_command(command, *args))  # type: ignore[no-untyped-call]
+
+    # -- the supervisor: connection, lease, sweep, resync -----------------------------------
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._serve()
+            except (RedisError, OSError, BackendUnavailable) as exc:
+                if not self._down_logged:
+                    self._down_logged = True
+                    log.warning("Redis unreachable (%s: %s); local delivery goes on, reconnecting", type(exc).__name__, exc)
+            finally:
+                self.up = False
+            # Jitter, so nodes that lost Redis together do not come back in lockstep.
+            await asyncio.sleep(self._backoff * (0.5 + random.random() / 2))
+            self._backoff = min(self._backoff * 2, BACKOFF_CAP)
+
+    async def _serve(self) -> None:
+        """Connect, subscribe, renew the lease and write state back; then listen until Redis fails."""
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._node_channel, self._all_channel)
+            await self._renew(first=True)
+            self.up = True  # _call() needs it; the API is answered only once resync is done.
+            try:
+                await self.resync()
+            except BaseException:
+                self.up = False
+                raise
+            self._backoff = BACKOFF_FIRST
+            self._down_logged = False
+            self._ready.set()
+            log.info("node %s is in the cluster at %s (prefix %r)", self.node_id, _safe_url(self.config.redis_url), self.prefix)
+            loop = asyncio.get_running_loop()
+            # Whichever fails first (the lease or the listener) ends this connection.
+            tasks = {loop.create_task(self._keep_lease()), loop.create_task(self._listen(pubsub))}
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(BaseException):
+                        await task
+            for task in done:
+                task.result()
+            raise BackendUnavailable("connection ended")
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen(self, pubsub: Any) -> None:
+        read = pubsub.parse_response
+        dispatch = self._dispatch
+        while True:
+            response = await read(block=True)
+            # Anything but a message (subscribe confirmations) is skipped.
+            if type(response) is list and response[0] == b"message":
+                dispatch(response[2])
+
+    def _dispatch(self, message: bytes) -> None:
+        try:
+            end = message.index(b"\n")
+            self._handlers[message[0]](json.loads(message[1:end]), message[end + 1 :])
+        except Exception:
+            log.exception("bad cluster message %r", message[:80])
+
+    async def _renew(self, first: bool = False) -> None:
+        ttl_ms = str(int(self.config.node_timeout * 1000))
+        fresh = await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms]))
+        if fresh and self._registered and not first:
+            # We were reaped (a stall longer than the lease) or Redis lost
+            # everything: put this node's clients back.
+            log.warning("node %s was missing from Redis; writing its clients back", self.node_id)
+            await self.resync()
+        self._registered = True
+
+    async def _keep_lease(self) -> None:
+        timeout = self.config.node_timeout
+        renew_every = timeout / 3
+        sweep_every = timeout / 2
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + sweep_every * random.random()
+        while True:
+            await asyncio.sleep(renew_every)
+            await asyncio.wait_for(self._renew(), timeout)
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + sweep_every * (0.75 + random.random() / 2)
+                await self._sweep()
+
+    async def _sweep(self) -> None:
+        claimed = await self._call("sweep", self.node_id)
+        for node in _texts(claimed):
+            log.warning("node %s lost its lease; reaping its clients", node)
+            task = asyncio.get_running_loop().create_task(self._reap(node))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _reap(self, node: str) -> None:
+        try:
+            while True:
+                left = await self._call("reap", node, self.node_id, str(CHUNK))
+                if left <= 0:
+                    break
+            log.info("reaped node %s", node)
+        except BackendUnavailable as exc:
+            # Whoever sweeps after the reconnection takes the reaping over.
+            log.warning("reaping node %s interrupted: %s", node, exc)
+
+    async def resync(self) -> None:
+        """Make Redis hold this node's clients again, and the mirror hold Redis's view of them.
+
+        Run on every (re)connection. Clients Redis still knows keep their
+        Redis state (changes made elsewhere while this node was cut off land
+        in the mirror); clients it lost are written back; clients Redis lists
+        for this node that are gone locally depart, with their leave signals
+        to the other nodes (this node's members had theirs already).
+        """
+        async with self._resync_lock:
+            listed = set(_texts(await self._call("reclaim", self.node_id)))
+            local = list(self.mirror.clients.items())
+            for start in range(0, len(local), CHUNK):
+                entries = [
+                    [cid, client.uid or False, sorted(client.groups or ()), _session_args(client.session or {})]
+                    for cid, client in local[start : start + CHUNK]
+                ]
+                known = await self._call("resync", self.node_id, _dumps(entries))
+                for cid, uid, groups, session in known:
+                    self.mirror.replace(_text(cid), _text(uid) if uid else None, _texts(groups), _session(session))
+            gone = [cid for cid in listed if cid not in self.mirror.clients]
+            for start in range(0, len(gone), CHUNK):
+                await self._call("depart_many", self.node_id, *gone[start : start + CHUNK])
+            await self._write_back_nonces()
+            if local or gone:
+                log.info("node %s: state written back (%d clients, %d departed meanwhile)", self.node_id, len(local), len(gone))
+
+    async def _write_back_nonces(self) -> None:
+        now = time.monotonic()
+        nonces, self._local_nonces = self._local_nonces, {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for nonce, expiry in nonces.items():
+                if expiry > now:
+                    pipe.set(self._key("nonce:", nonce), b"1", nx=True, px=int((expiry - now) * 1000) + 1)
+            if pipe:
+                await self._guard(pipe.execute())
+
+    # -- incoming messages: delivery from the mirror --------------------------------------
+
+    def _on_clients(self, header: Any, frame: bytes) -> None:
+        self.connections.send_many(header[0], frame)
+
+    def _on_uids(self, header: Any, frame: bytes) -> None:
+        self.connections.send_many(self.mirror.uid_clients(header[0]), frame)
+
+    def _on_groups(self, header: Any, frame: bytes) -> None:
+        groups, exclude = header
+        members = self.mirror.members(groups)
+        if exclude:
+            excluded = set(exclude)
+            members = [cid for cid in members if cid not in excluded]
+        self.connections.send_many(members, frame)
+
+    def _on_all(self, header: Any, frame: bytes) -> None:
+        self.connections.send_all(frame, header[0])
+
+    def _on_leave(self, header: Any, _payload: bytes) -> None:
+        group, uid, leaving = header
+        members = self.mirror.groups.get(group)
+        if members:
+            self.connections.send_many([cid for cid in members if cid != leaving], leave_frame(group, uid or None))
+
+    def _on_close(self, header: Any, frame: bytes) -> None:
+        connection = self.connections.by_id.get(header[0])
+        if connection is not None:
+            connection.close(frames.CLOSE_NORMAL, "", frame or None)
+
+    # -- nonces ---------------------------------------------------------------------------
+
+    async def claim_nonce(self, nonce: str, ttl: float) -> bool:
+        if self.up:
+            try:
+                claimed = await self._redis.set(self._key("nonce:", nonce), b"1", nx=True, px=int(ttl * 1000))
+                return bool(claimed)
+            except (RedisError, OSError):
+                pass
+        # Redis is away: refuse replays to this node, and remember the nonce
+        # for Redis (see _write_back_nonces). A replay sent to another node
+        # during the outage can only do what that node can do without Redis.
+        now = time.monotonic()
+        if len(self._local_nonces) > 10_000:
+            self._local_nonces = {n: e for n, e in self._local_nonces.items() if e > now}
+        expiry = self._local_nonces.get(nonce)
+        if expiry is not None and expiry > now:
+            return False
+        self._local_nonces[nonce] = now + ttl
+        return True
+
+    # -- arrivals and departures --------------------------------------------------------
+
+    async def register(self, client_id: str, uid: str | None = None) -> None:
+        # Into the mirror first, so a resync running meanwhile counts it as ours.
+        self.mirror.add(client_id, uid)
+        try:
+            await self._call("register", client_id, uid or "")
+        except BaseException:
+            self.mirror.remove(client_id)
+            raise
+
+    async def unregister(self, client_id: str) -> None:
+        client = self.mirror.remove(client_id)
+        if client is None:
+            return
+        try:
+            await self._call("unregister", client_id, "")
+        except BackendUnavailable:
+            # This node's members hear it now; the rest when Redis is back
+            # (resync departs the clients Redis still lists for this node).
+            for group in client.groups or ():
+                members = self.mirror.groups.get(group)
+                if members:
+                    self.connections.send_many(members, leave_frame(group, client.uid))
+            raise
+
+    # -- pushes -------------------------------------------------------------------------------
+
+    def _local_only(self, delivered: int) -> BackendUnavailable:
+        return BackendUnavailable(f"Redis is unreachable: delivered to this node's clients only ({delivered})")
+
+    async def send_to_all(
+        self, frame: bytes, client_ids: list[str] | None = None, exclude_client_ids: list[str] | None = None
+    ) -> None:
+        if client_ids is None:
+            if not self.up:
+                raise self._local_only(self.connections.send_all(frame, exclude_client_ids))
+            message = b"a" + _header([exclude_client_ids or []]) + b"\n" + frame
+            await self._guard(self._redis.publish(self._all_channel, message))
+            return
+        excluded = set(exclude_client_ids or ())
+        by_node: dict[str, list[str]] = {}
+        for cid in dict.fromkeys(client_ids):
+            node = node_of(cid)
+            if node is not None and cid not in excluded:
+                by_node.setdefault(node, []).append(cid)
+        if not by_node:
+            return
+        if not self.up:
+            mine = by_node.pop(self.node_id, [])
+            delivered = self.connections.send_many(mine, frame)
+            if by_node:
+                raise self._local_only(delivered)
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node, cids in by_node.items():
+                pipe.publish(self._channel(node), b"c" + _header([cids]) + b"\n" + frame)
+            await self._guard(pipe.execute())
+
+    def _channel(self, node: str) -> str:
+        return self.prefix + "node:" + node
+
+    async def send_to_client(self, client_id: str, frame: bytes) -> None:
+        node = node_of(client_id)
+        if node is None:
+            return
+        if not self.up:
+            if node != self.node_id:
+                raise BackendUnavailable("Redis is unreachable")
+            self.connections.send(client_id, frame)
+            return
+        await self._guard(self._redis.publish(self._channel(node), b"c" + _header([[client_id]]) + b"\n" + frame))
+
+    async def send_to_uid(self, uids: list[str], frame: bytes) -> None:
+        if not self.up:
+            raise self._local_only(self.connections.send_many(self.mirror.uid_clients(uids), frame))
+        await self._call("send_to_uid", _header([uids]), frame, *uids)
+
+    async def send_to_group(self, groups: list[str], frame: bytes, exclude_client_ids: list[str] | None = None) -> None:
+        if not self.up:
+            members = self.mirror.members(groups)
+            if exclude_client_ids:
+                excluded = set(exclude_client_ids)
+                members = [cid for cid in members if cid not in excluded]
+            raise self._local_only(self.connections.send_many(members, frame))
+        await self._call("send_to_group", _header([groups, exclude_client_ids or []]), frame, *groups)
+
+    async def close_client(self, client_id: str, frame: bytes | None = None) -> None:
+        node = node_of(client_id)
+        if node is None:
+            return
+        if not self.up:
+            if node != self.node_id:
+                raise BackendUnavailable("Redis is unreachable")
+            self._on_close([client_id], frame or b"")
+            return
+        await self._guard(self._redis.publish(self._channel(node), b"k" + _header([client_id]) + b"\n" + (frame or b"")))
+
+    # -- uids, groups, sessions ------------------------------------------------------------
+
+    async def bind_uid(self, client_id: str, uid: str) -> None:
+        if node_of(client_id) is not None:
+            await self._call("bind_uid", client_id, uid)
+
+    async def unbind_uid(self, client_id: str, uid: str) -> None:
+        if node_of(client_id) is not None:
+            await self._call("unbind_uid", client_id, uid)
+
+    async def join_group(self, client_id: str, group: str) -> None:
+        if node_of(client_id) is not None:
+            await self._call("join_group", client_id, group)
+
+    async def leave_group(self, client_id: str, group: str) -> None:
+        if node_of(client_id) is not None:
+            await self._call("leave_group", client_id, group)
+
+    async def ungroup(self, group: str) -> None:
+        await self._call("ungroup", group)
+
+    async def set_session(self, client_id: str, session: Session) -> None:
+        if node_of(client_id) is not None:
+            await self._call("set_session", client_id, _dumps(session), *_session_args(session))
+
+    async def update_session(self, client_id: str, session: Session) -> None:
+        if node_of(client_id) is not None:
+            await self._call("update_session", client_id, _dumps(session), *_session_args(session))
+
+    async def get_session(self, client_id: str) -> Session | None:
+        if not self.up:
+            raise BackendUnavailable("Redis is unreachable")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(self._key("clients"), client_id)
+            pipe.hgetall(self._key("s:", client_id))
+            online, session = await self._guard(pipe.execute())
+        if not online:
+            return None
+        return {_text(key): json.loads(value) for key, value in session.items()}
+
+    # -- presence ---------------------------------------------------------------------------
+
+    async def is_online(self, client_id: str) -> bool:
+        return bool(await self._query("SISMEMBER", self._key("clients"), client_id))
+
+    async def is_uid_online(self, uid: str) -> bool:
+        return bool(await self._query("EXISTS", self._key("u:", uid)))
+
+    async def get_client_id_by_uid(self, uid: str) -> list[str]:
+        return _texts(await self._query("SMEMBERS", self._key("u:", uid)))
+
+    async def get_uid_by_client_id(self, client_id: str) -> str | None:
+        uid = await self._query("GET", self._key("cu:", client_id))
+        return None if uid is None else _text(uid)
+
+    async def get_client_id_list_by_group(self, group: str) -> list[str]:
+        return _texts(await self._query("SMEMBERS", self._key("g:", group)))
+
+    async def get_client_count_by_group(self, group: str) -> int:
+        return int(await self._query("SCARD", self._key("g:", group)))
+
+    async def get_client_sessions_by_group(self, group: str) -> dict[str, Session]:
+        flat = await self._call("sessions_by_group", group)
+        return {_text(flat[i]): _session(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def get_uid_list_by_group(self, group: str) -> list[str]:
+        return _texts(await self._query("HKEYS", self._key("gu:", group)))
+
+    async def get_uid_count_by_group(self, group: str) -> int:
+        return int(await self._query("HLEN", self._key("gu:", group)))
+
+    async def get_all_client_id_list(self) -> list[str]:
+        return _texts(await self._query("SMEMBERS", self._key("clients")))
+
+    async def get_all_client_count(self) -> int:
+        return int(await self._query("SCARD", self._key("clients")))
+
+    async def get_all_uid_list(self) -> list[str]:
+        return _texts(await self._query("SMEMBERS", self._key("uids")))
+
+    async def get_all_uid_count(self) -> int:
+        return int(await self._query("SCARD", self._key("uids")))
+
+    async def get_all_group_id_list(self) -> list[str]:
+        return _texts(await self._query("SMEMBERS", self._key("groups")))
+
+
+def _safe_url(url: str | None) -> str:
+    """The Redis URL without its password, for logs."""
+    if not url:
+        return ""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"

@@ -1,0 +1,109 @@
+"""``push-server --workers N``: N server processes on one machine, one cluster over Redis.
+
+Each worker is a whole push server (its own event loop, sockets and node id in
+the cluster) bound to the same WebSocket and API ports with ``SO_REUSEPORT``:
+the kernel spreads new connections across them, so N processes use N cores with
+no proxy in front. They share everything else through Redis, exactly like
+nodes on different machines.
+
+The parent only supervises: it forwards SIGTERM/SIGINT to the workers, waits
+for them, and replaces a worker that dies (its clients are reaped by the
+others when its lease runs out). A worker that dies within
+:data:`MIN_UPTIME` of starting is a configuration problem (a port taken,
+Redis URL wrong), not a crash: the parent then stops everything and exits
+rather than restart it forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+#: A worker that exits sooner than this after starting is not restarted.
+MIN_UPTIME = 5.0
+#: How long the parent waits for workers to finish after forwarding a signal.
+STOP_GRACE = 15.0
+
+
+def _worker(config: Config) -> None:
+    """A worker process: one ordinary push server."""
+    # The parent's handlers are inherited through fork; the worker wants the
+    # defaults that web.run_app installs its own graceful shutdown over.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from .__main__ import serve
+
+    try:
+        serve(config)
+    except OSError as exc:
+        sys.exit(f"push-server worker {os.getpid()}: cannot listen: {exc}")
+
+
+def run_workers(config: Config) -> None:
+    """Run ``config.workers`` processes sharing the ports until SIGTERM/SIGINT; exit when they do."""
+    if not config.redis_url:
+        # Config refuses this already; kept so the function is safe on its own.
+        sys.exit("push-server: --workers needs PUSH_REDIS_URL (workers share state through Redis)")
+    if config.ws_port == 0 or config.api_port == 0:
+        sys.exit("push-server: --workers needs fixed ports: each worker would get a different random port")
+    child_config = config.replace(workers=1, reuse_port=True)
+    # fork: the parent has no event loop or sockets yet, and workers start at once.
+    context = multiprocessing.get_context("fork")
+    workers: dict[int, tuple[BaseProcess, float]] = {}
+    stopping = False
+
+    def start_one() -> None:
+        process = context.Process(target=_worker, args=(child_config,), name="push-server-worker")
+        process.start()
+        assert process.pid is not None
+        workers[process.pid] = (process, time.monotonic())
+        log.info("worker %d started", process.pid)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process, _ in workers.values():
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for _ in range(config.workers):
+        start_one()
+    log.info("%d workers sharing ws port %d and api port %d", config.workers, config.ws_port, config.api_port)
+
+    failed = False
+    deadline: float | None = None
+    while workers:
+        if stopping and deadline is None:
+            deadline = time.monotonic() + STOP_GRACE
+        if deadline is not None and time.monotonic() > deadline:
+            for process, _ in workers.values():
+                process.kill()
+        for pid, (process, started) in list(workers.items()):
+            process.join(timeout=0.2 / max(1, len(workers)))
+            if process.exitcode is None:
+                continue
+            del workers[pid]
+            if stopping:
+                continue
+            uptime = time.monotonic() - started
+            if uptime < MIN_UPTIME:
+                log.error("worker %d exited with %s right after starting; stopping all workers", pid, process.exitcode)
+                failed = True
+                forward(signal.SIGTERM, None)
+            else:
+                log.warning("worker %d died (exit %s) after %.0fs; starting a new one", pid, process.exitcode, uptime)
+                start_one()
+    if failed:
+        sys.exit(1)
