@@ -9,10 +9,12 @@ carry the benchmark's marker and, only when latency is being recorded, reads
 the sequence number and send time that the pusher wrote into the message at a
 fixed place after the marker.
 
-Every benchmark message contains ``~L<seq:8><monotonic send time:17>~``. The
-send time is ``time.monotonic()`` in the pusher's process; CLOCK_MONOTONIC is
-one clock for every process on a Linux machine, so a receiver's
-``time.monotonic()`` minus it is the latency from the push call to that frame.
+Every benchmark message contains ``~L<seq:8><send time:17>~``, the send time
+being ``time.time()`` in the pusher's process just before its push call. While
+latency is recorded, sockets are read with ``recvmsg`` and the kernel's receive
+timestamp (SO_TIMESTAMPNS, the same CLOCK_REALTIME) says when the frame reached
+the recipient's socket: so the figure is push call → delivered, and does not
+grow when the generator itself is slow to get the CPU on a small machine.
 
 Each worker binds its sockets to its own 127.0.0.x source address (with
 IP_BIND_ADDRESS_NO_PORT, so ports are picked per destination) and holds at
@@ -28,6 +30,7 @@ import multiprocessing
 import os
 import select
 import socket
+import struct
 import time
 from typing import Any
 
@@ -41,6 +44,8 @@ MAX_PER_WORKER = 19_000
 #: more would overflow the servers' accept backlogs and cost SYN retries.
 _CONNECTING_AT_ONCE = 256
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("qq")
 
 _WEBCHAT, _SOCKETIO = "webchat", "socketio"
 # Connection states.
@@ -49,7 +54,7 @@ _CONNECTING, _UPGRADING, _HANDSHAKING, _OPEN, _CLOSED = range(5)
 
 def make_message(seq: int, size: int = 100, sent_at: float | None = None) -> str:
     """A benchmark message of ``size`` characters carrying ``seq`` and its send time."""
-    head = f"~L{seq:08d}{time.monotonic() if sent_at is None else sent_at:017.6f}~"
+    head = f"~L{seq:08d}{time.time() if sent_at is None else sent_at:017.6f}~"
     return head + "x" * (size - len(head))
 
 
@@ -103,6 +108,7 @@ class _Worker:
             # the server after a few kilobytes, as a stuck browser does after its
             # network buffers fill; loopback buffers would otherwise swallow megabytes.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         try:
             sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
         except OSError:
@@ -172,7 +178,7 @@ class _Worker:
         conn.buf = b""
         conn.state = _HANDSHAKING
         if len(buf) > end + 4:
-            self._on_frames(conn, buf[end + 4 :], time.monotonic())
+            self._on_frames(conn, buf[end + 4 :], time.time(), time.monotonic())
 
     def _on_handshake_frame(self, conn: _Conn, payload: bytes) -> None:
         job = self.pending_connect
@@ -198,7 +204,8 @@ class _Worker:
 
     # -- the hot path -----------------------------------------------------------
 
-    def _on_frames(self, conn: _Conn, data: bytes, now: float) -> None:
+    def _on_frames(self, conn: _Conn, data: bytes, now: float, mono: float) -> None:
+        """Walk the frames in ``data``; ``now`` is when it arrived (CLOCK_REALTIME), ``mono`` on the monotonic clock."""
         buf = conn.buf + data if conn.buf else data
         i, n = 0, len(buf)
         while n - i >= 2:
@@ -224,7 +231,7 @@ class _Worker:
                 j = buf.find(MARK, start, end)
                 if j >= 0:
                     self.frames += 1
-                    self.last_arrival = now
+                    self.last_arrival = mono
                     if self.record:
                         latency = now - float(buf[j + _SEQ_END : j + _TS_END])
                         seq = int(buf[j + 2 : j + _SEQ_END])
@@ -255,8 +262,16 @@ class _Worker:
         conn.buf = buf[i:] if i < n else b""
 
     def _on_readable(self, conn: _Conn) -> None:
+        now = 0.0
         try:
-            data = conn.sock.recv(262144)
+            if self.record:
+                data, ancillary, _flags, _addr = conn.sock.recvmsg(262144, 64)
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                        sec, nsec = _TIMESPEC.unpack_from(value)
+                        now = sec + nsec * 1e-9
+            else:
+                data = conn.sock.recv(262144)
         except BlockingIOError:
             return
         except OSError:
@@ -271,7 +286,7 @@ class _Worker:
         if conn.state == _UPGRADING:
             self._on_upgrade_data(conn, data)
         else:
-            self._on_frames(conn, data, time.monotonic())
+            self._on_frames(conn, data, now or time.time(), time.monotonic())
 
     # -- commands -----------------------------------------------------------------
 
@@ -294,7 +309,7 @@ class _Worker:
             self.pipe.send({
                 "frames": self.frames, "last_arrival": self.last_arrival,
                 "seqs": self.seqs if cmd[1] else {}, "open": len(self.conns) + len(self.stalled),
-                "closed_by_server": self.closed_by_server, "cpu": _own_cpu(),
+                "closed_by_server": self.closed_by_server, "cpu": _own_cpu(), "cpu_sys": os.times().system,
             })
         elif name == "probe_stalled":
             self.pipe.send(self._probe_stalled())
@@ -442,6 +457,7 @@ class LoadGen:
             "open": sum(a["open"] for a in answers),
             "closed_by_server": sum(a["closed_by_server"] for a in answers),
             "cpu": sum(a["cpu"] for a in answers),
+            "cpu_sys": sum(a["cpu_sys"] for a in answers),
             "seqs": merged,
         }
 

@@ -127,7 +127,7 @@ def _pusher_main(pipe: Any, system: str, options: dict[str, Any]) -> None:
                         time.sleep(delay)
                     seq += 1
                     began = time.monotonic()
-                    side.push(target, [make_message(seq, size, began)])
+                    side.push(target, [make_message(seq, size)])
                     call_times.append(time.monotonic() - began)
                 pipe.send({"start": start, "end": time.monotonic(), "first": first, "last": seq,
                            "call_times": call_times})

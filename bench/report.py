@@ -125,6 +125,9 @@ def table(results: dict[str, Any]) -> str:
             entry = _get(results, "systems", system, item)
             if isinstance(entry, dict) and entry.get("available") is False:
                 notes.append(f"- {system} item {'5' if item == 'say' else '7'}: not available — {entry['why']}")
+            elif isinstance(entry, dict) and entry.get("wanted") and entry.get("connections", 0) < entry["wanted"]:
+                notes.append(f"- {system} item 7: only {entry['connections']:,} of {entry['wanted']:,} connections "
+                             "opened (see bench/results/tmp/ for the servers' logs)")
             elif isinstance(entry, dict) and "error" in entry:
                 notes.append(f"- {system} {item}: failed — {entry['error']}")
         for key, entry in (_get(results, "systems", system) or {}).items():

@@ -65,7 +65,7 @@ class Webchat:
     kind = "webchat"
 
     def __init__(self, nodes: int = 1, redis_url: str | None = None) -> None:
-        self.secret = secrets.token_urlsafe(24)
+        self.secret = secrets.token_hex(24)
         self.nodes: list[tuple[Proc, int, int]] = []
         for i in range(nodes):
             self.nodes.append(start_push_server(self.secret, f"push_server-{i}", redis_url))
@@ -158,16 +158,20 @@ def fan_out(system: Any, lg: LoadGen, pusher: Pusher, target: str | None, member
             per_call: int = 1) -> dict[str, Any]:
     """Push ``messages`` back to back to ``members`` recipients; CPU per delivered frame and frames/s."""
     lg.reset(record=False)
-    cpu0, lg_cpu0 = _cpu(system.procs), lg.stats()["cpu"]
+    split0, lg_cpu0 = [p.cpu_split() for p in system.procs], lg.stats()["cpu"]
     sent = pusher.burst(target, messages, per_call)
     expected = members * messages
     stats = lg.wait_frames(expected, timeout=60 + expected * 300e-6)
-    cpu = _cpu(system.procs) - cpu0
+    split1 = [p.cpu_split() for p in system.procs]
+    user = sum(b[0] - a[0] for a, b in zip(split0, split1))
+    kernel = sum(b[1] - a[1] for a, b in zip(split0, split1))
+    cpu = user + kernel
     delivered = stats["frames"]
     wall = max(stats["last_arrival"] - sent["start"], 1e-9)
     return {
         "members": members, "messages": messages, "per_call": per_call, "expected": expected, "delivered": delivered,
         "server_cpu_s": round(cpu, 3), "cpu_us_per_frame": cpu / max(delivered, 1) * 1e6,
+        "server_system_share": kernel / cpu if cpu else None,
         "frames_per_s": delivered / wall, "wall_s": wall, "per_message_s": wall / messages,
         "loadgen_cpu_us_per_frame": (stats["cpu"] - lg_cpu0) / max(delivered, 1) * 1e6,
     }
@@ -421,7 +425,7 @@ def run_say(system_name: str, cfg: Config, log: Callable[[str], None]) -> dict[s
         call_times = []
         for seq in range(1, cfg.say_count + 1):
             began = time.monotonic()
-            say(make_message(seq, 100, began))
+            say(make_message(seq, 100))
             call_times.append(time.monotonic() - began)
             time.sleep(0.02)
         lg.wait_frames(members * cfg.say_count, 30)

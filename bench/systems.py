@@ -68,7 +68,13 @@ def _tree(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` and its live children, in seconds."""
-    total = 0
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` and its live children, in seconds."""
+    user = system = 0
     for one in _tree(pid):
         try:
             with open(f"/proc/{one}/stat") as f:
@@ -76,8 +82,9 @@ def cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         # After the ")" that ends the command name, utime and stime are fields 12 and 13.
-        total += int(fields[11]) + int(fields[12])
-    return total / _CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / _CLK_TCK, system / _CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -115,6 +122,10 @@ class Proc:
     def cpu(self) -> float:
         """CPU seconds used so far (user + system, children included)."""
         return cpu_seconds(self.pid)
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds used so far, children included."""
+        return cpu_split(self.pid)
 
     def rss(self) -> int:
         """Resident memory now, in bytes (children included)."""
@@ -166,12 +177,13 @@ def start_push_server(secret: str, name: str, redis_url: str | None = None,
                       extra: Sequence[str] = ()) -> tuple[Proc, int, int]:
     """One push_server node; returns it, its WebSocket port and its API port."""
     ws_port, api_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "push_server", "--secret", secret, "--ws-host", "127.0.0.1",
+    # The secret goes in the environment, not argv, where `ps` would show it.
+    argv = [sys.executable, "-m", "push_server", "--ws-host", "127.0.0.1",
             "--ws-port", str(ws_port), "--api-host", "127.0.0.1", "--api-port", str(api_port)]
     if redis_url:
         # The benchmark's redis-server is private to the run, so the default prefix is fine.
         argv += ["--redis-url", redis_url]
-    proc = Proc(name, argv + list(extra))
+    proc = Proc(name, argv + list(extra), {"PUSH_SECRET": secret})
     wait_port(ws_port, proc=proc.popen)
     wait_port(api_port, proc=proc.popen)
     return proc, ws_port, api_port
