@@ -294,9 +294,9 @@ class _Worker:
         """Handle one command from the driver; False means quit."""
         name = cmd[0]
         if name == "connect":
-            _, kind, host, port, path, count, stall = cmd
+            _, kind, host, port, path, count, stall, inflight = cmd
             self.pending_connect = {
-                "kind": kind, "host": host, "port": port, "path": path, "todo": count,
+                "kind": kind, "host": host, "port": port, "path": path, "todo": count, "limit": inflight,
                 "stall": stall, "inflight": 0, "ready": 0, "failed": 0, "client_ids": [],
                 "deadline": time.monotonic() + 60 + count / 100,
             }
@@ -350,7 +350,7 @@ class _Worker:
         job = self.pending_connect
         if job is None:
             return
-        while job["todo"] > 0 and job["inflight"] < _CONNECTING_AT_ONCE:
+        while job["todo"] > 0 and job["inflight"] < job["limit"]:
             job["todo"] -= 1
             self._start_connect(job)
         if (job["todo"] == 0 and job["inflight"] == 0) or time.monotonic() > job["deadline"]:
@@ -417,13 +417,17 @@ class LoadGen:
             answers.append(pipe.recv())
         return answers
 
-    def connect(self, kind: str, host: str, port: int, path: str, count: int, stall: bool = False) -> dict[str, Any]:
-        """Open ``count`` WebSocket connections spread over the workers; wait until they are ready."""
+    def connect(self, kind: str, host: str, port: int, path: str, count: int, stall: bool = False,
+                inflight: int = _CONNECTING_AT_ONCE) -> dict[str, Any]:
+        """Open ``count`` WebSocket connections spread over the workers; wait until they are ready.
+
+        ``inflight`` caps each worker's connections being set up at once.
+        """
         share, extra = divmod(count, len(self._pipes))
         sizes = [share + (1 if i < extra else 0) for i in range(len(self._pipes))]
         busy = [(pipe, size) for pipe, size in zip(self._pipes, sizes) if size]
         for pipe, size in busy:
-            pipe.send(("connect", kind, host, port, path, size, stall))
+            pipe.send(("connect", kind, host, port, path, size, stall, inflight))
         ready = failed = 0
         client_ids: list[str] = []
         for pipe, size in busy:

@@ -170,7 +170,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
                     ax.annotate(_fmt(v), (x, v), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(labels)), labels)
         ax.set_title(title, fontsize=10)
-        if log:
+        if log and any(isinstance(v, (int, float)) and v > 0 for values in series.values() for v in values):
             ax.set_yscale("log")
         ax.legend(fontsize=8)
 
