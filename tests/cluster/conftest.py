@@ -1,0 +1,131 @@
+"""Fixtures of the cluster suite: push_server nodes over a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any, AsyncIterator, Callable, Iterator
+
+import aiohttp
+import pytest
+
+from ..servers import TIMEOUT, PushServerProcess, RedisServer
+
+#: Lease timeout the nodes run with here, so node deaths are noticed quickly.
+NODE_TIMEOUT = 2.0
+
+
+class Browser:
+    """A WebSocket client as a page would be: connects, reads frames."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, client_id: str) -> None:
+        self.ws = ws
+        self.client_id = client_id
+
+    @property
+    def node(self) -> str:
+        """The node the client is connected to (client ids start with it)."""
+        return self.client_id.split(".", 1)[0]
+
+    async def text(self, timeout: float = TIMEOUT) -> str:
+        """The next text frame (heartbeat pings are skipped)."""
+        while True:
+            message = await self.ws.receive(timeout=timeout)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            if message.data != '{"type":"ping"}':
+                return str(message.data)
+
+    async def json(self, timeout: float = TIMEOUT) -> Any:
+        """The next text frame, parsed as JSON."""
+        return json.loads(await self.text(timeout))
+
+    async def nothing(self, within: float = 0.3) -> None:
+        """Assert that no data frame arrives for a little while."""
+        try:
+            value = await self.text(timeout=within)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"unexpected frame: {value}")
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of the test's own, so tests sharing the session Redis never meet."""
+    return f"c{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server for this test alone: it may stop and restart it."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nodes(make_push_server: type[PushServerProcess]) -> Callable[..., list[PushServerProcess]]:
+    """Start ``count`` nodes on ``redis`` under ``prefix``, in parallel: ``nodes(redis, prefix, 3)``."""
+
+    def start(redis: RedisServer, prefix: str, count: int, *flags: str) -> list[PushServerProcess]:
+        servers = [
+            make_push_server(
+                "--redis-url", redis.url, "--redis-prefix", prefix, "--node-timeout", str(NODE_TIMEOUT), *flags
+            )
+            for _ in range(count)
+        ]
+        # Starting them one by one would wait for each interpreter in turn.
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            list(pool.map(lambda server: server.start(), servers))
+        return servers
+
+    return start
+
+
+@pytest.fixture
+async def browsers() -> AsyncIterator[Callable[..., Any]]:
+    """Open browsers: ``await browsers(node)`` → Browser, after its ``init``."""
+    async with aiohttp.ClientSession() as session:
+        opened: list[aiohttp.ClientWebSocketResponse] = []
+
+        async def open_browser(server: PushServerProcess) -> Browser:
+            ws = await session.ws_connect(server.ws_url)
+            opened.append(ws)
+            init = json.loads((await ws.receive(timeout=TIMEOUT)).data)
+            assert init["type"] == "init"
+            return Browser(ws, init["client_id"])
+
+        yield open_browser
+        for ws in opened:
+            await ws.close()
+
+
+async def call(server: PushServerProcess, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the sync PushClient of ``server`` off the event loop."""
+
+    def run() -> Any:
+        with server.client() as client:
+            return getattr(client, method)(*args, **kwargs)
+
+    return await asyncio.to_thread(run)
+
+
+async def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll ``check`` (a coroutine function) until it returns a truthy value, or fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        try:
+            last = await check()
+        except Exception as exc:  # e.g. 503 while a node reconnects
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last result: {last!r}")
