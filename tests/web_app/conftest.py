@@ -18,7 +18,7 @@ from werkzeug.test import TestResponse
 
 from tests.servers import PushServerProcess, free_port
 
-from .live import HttpUser, LiveServer, make_app, postgres_schema
+from .live import Live, make_app, postgres_schema
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 _names = count(1)
@@ -126,29 +126,8 @@ def member(new_visitor: Callable[[], Visitor]) -> Visitor:
     return v
 
 
-class Live:
-    """The push server and the web app, both for real, and a way to make users."""
-
-    def __init__(self, push: PushServerProcess, web: LiveServer) -> None:
-        self.push = push
-        self.web = web
-        self.url = web.url
-
-    def user(self, name: str | None = None) -> HttpUser:
-        """A new registered user."""
-        return HttpUser(self.url, name or f"user{next(_names)}").register()
-
-
 @pytest.fixture
 def live(push_server: PushServerProcess, instance: Path, db_url: str | None) -> Iterator[Live]:
     """A real push server and the real web app serving HTTP, wired together."""
-    web_app = make_app(
-        instance,
-        db_url,
-        PUSH_API_URL=push_server.api_url,
-        PUSH_SECRET=push_server.secret,
-        PUSH_WS_URL=push_server.ws_url,
-    )
-    web = LiveServer(web_app).start()
-    yield Live(push_server, web)
-    web.stop()
+    with Live(push_server, instance, db_url) as running:
+        yield running

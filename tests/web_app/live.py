@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 import zlib
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.servers import TIMEOUT
+from tests.servers import TIMEOUT, PushServerProcess
 
-__all__ = ["LiveServer", "HttpUser", "receive_until", "postgres_schema", "PG_URL", "make_app", "TINY_PNG"]
+__all__ = ["Live", "LiveServer", "HttpUser", "receive_until", "postgres_schema", "PG_URL", "make_app", "TINY_PNG"]
 
 PG_URL = "postgresql://127.0.0.1:5432/test"
 
@@ -114,6 +115,36 @@ class LiveServer:
         self._server.shutdown()
         self._thread.join(TIMEOUT)
         self._server.server_close()
+
+
+_names = count(1)
+
+
+class Live:
+    """The push server and the web app, both for real, wired together; and a way to make users."""
+
+    def __init__(self, push: PushServerProcess, instance: Path, database_url: str | None) -> None:
+        self.push = push
+        app = make_app(
+            instance,
+            database_url,
+            PUSH_API_URL=push.api_url,
+            PUSH_SECRET=push.secret,
+            PUSH_WS_URL=push.ws_url,
+        )
+        self.web = LiveServer(app)
+        self.url = self.web.url
+
+    def __enter__(self) -> Live:
+        self.web.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.web.stop()
+
+    def user(self, name: str | None = None) -> HttpUser:
+        """A new registered user."""
+        return HttpUser(self.url, name or f"user{next(_names)}").register()
 
 
 class HttpUser:

@@ -14,8 +14,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from .conftest import Live
-from .live import TINY_PNG, HttpUser, receive_until
+from .live import TINY_PNG, HttpUser, Live, receive_until
 
 
 def is_chat(frame: dict[str, Any]) -> bool:
