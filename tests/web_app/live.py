@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import struct
 import threading
@@ -28,7 +29,8 @@ from tests.servers import TIMEOUT, PushServerProcess
 
 __all__ = ["Live", "LiveServer", "HttpUser", "receive_until", "postgres_schema", "PG_URL", "make_app", "TINY_PNG"]
 
-PG_URL = "postgresql://127.0.0.1:5432/test"
+# test.sh documents DATABASE_URL_TEST; the default is the CI database.
+PG_URL = os.environ.get("DATABASE_URL_TEST") or "postgresql://127.0.0.1:5432/test"
 
 
 def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
