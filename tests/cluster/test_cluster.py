@@ -233,3 +233,59 @@ def test_workers_refuse_without_redis() -> None:
     )
     assert result.returncode != 0
     assert "PUSH_REDIS_URL" in result.stderr
+
+
+async def test_pushes_travel_only_to_the_nodes_of_their_recipients(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+    """A push to a client, uid or group is published on the channels of the nodes holding recipients, no others."""
+    import redis
+
+    a, b, c = nodes(redis_server, prefix, 3)
+    alice, bob = await browsers(a), await browsers(b)
+    await call(c, "bind_uid", alice.client_id, "alice")
+    await call(c, "join_group", alice.client_id, "room")
+    watcher = redis.Redis.from_url(redis_server.url).pubsub(ignore_subscribe_messages=True)
+    watcher.psubscribe(prefix + "node:*")
+    assert watcher.get_message(timeout=TIMEOUT) is None  # the subscription is confirmed (and skipped)
+    try:
+        await call(c, "send_to_group", "room", "g")
+        await call(b, "send_to_uid", "alice", "u")
+        await call(c, "send_to_client", alice.client_id, "c")
+        assert [await alice.text() for _ in range(3)] == ["g", "u", "c"]
+        await bob.nothing(within=0.1)
+        channels = []
+        deadline = time.monotonic() + 1.0  # three expected, and time for any stray one
+        while time.monotonic() < deadline:
+            message = watcher.get_message(timeout=0.1)
+            if message is not None:
+                channels.append(message["channel"].decode())
+        assert channels == [f"{prefix}node:{alice.node}"] * 3
+    finally:
+        watcher.close()
+
+
+async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+    """A node frozen longer than the node timeout is reaped, then, awake again, puts its live clients back."""
+    import signal
+
+    a, b = nodes(redis_server, prefix, 2)
+    alice, bob = await browsers(a), await browsers(b)
+    for browser in (alice, bob):
+        await call(b, "join_group", browser.client_id, "room")
+    await call(b, "bind_uid", alice.client_id, "alice")
+    assert a.process is not None
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        # The others count it dead and say so.
+        assert await bob.json(timeout=NODE_TIMEOUT * 2 + TIMEOUT) == {"type": "leave", "group": "room", "uid": "alice"}
+        assert await call(b, "get_all_client_id_list") == [bob.client_id]
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+
+    async def back() -> bool:
+        return sorted(await call(b, "get_client_id_list_by_group", "room")) == sorted([alice.client_id, bob.client_id])
+
+    await eventually(back, timeout=NODE_TIMEOUT * 3)
+    assert await call(b, "get_uid_by_client_id", alice.client_id) == "alice"
+    await call(b, "send_to_group", "room", "welcome back")
+    assert await alice.text() == "welcome back"
+    assert await bob.text() == "welcome back"
