@@ -94,8 +94,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``push-server`` command."""
     config = load_config(argv)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    # The access log is noisy at INFO under load; it is there for debugging.
-    logging.getLogger("push_server.access").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # One line per API request is too much at INFO under load: the access log
+    # is written only when debugging (--log-level DEBUG).
+    debugging = logging.getLogger().level <= logging.DEBUG
+    logging.getLogger("push_server.access").setLevel(logging.INFO if debugging else logging.WARNING)
     if config.workers > 1:
         from .workers import run_workers
 

@@ -164,9 +164,13 @@ def prepare(backend: Backend, config: Config, op: Any, args: Any, where: str = "
     """Check one operation's arguments; return the call to make (not yet made)."""
     signature = _SIGNATURES.get(op) if isinstance(op, str) else None
     if signature is None:
-        raise ApiError(404 if not where else 400, ErrorCode.UNKNOWN_OPERATION, f"{where}unknown operation {op!r}")
+        # In a batch, ``where`` names the operation ("operations[3]."), and an
+        # unknown op is a malformed batch (400) rather than a missing path (404).
+        if where:
+            raise ApiError(400, ErrorCode.UNKNOWN_OPERATION, f"{where}op: unknown operation {op!r}")
+        raise ApiError(404, ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op!r}")
     if not isinstance(args, dict):
-        raise ApiError(400, ErrorCode.BAD_REQUEST, f"{where}arguments must be a JSON object")
+        raise ApiError(400, ErrorCode.BAD_REQUEST, f"{where}args: must be a JSON object" if where else "arguments must be a JSON object")
     values: list[Any] = []
     for name, optional in signature:
         value = args.get(name)
@@ -176,7 +180,7 @@ def prepare(backend: Backend, config: Config, op: Any, args: Any, where: str = "
             values.append(None)
         else:
             values.append(_CHECKERS[name](value, f"{where}{name}", config))
-    if len(args) > len(signature):
+    if len(args) > sum(1 for name, _ in signature if name in args):
         known = {name for name, _ in signature}
         extra = sorted(name for name in args if name not in known)
         raise _invalid(f"{where}{extra[0]}", "is not an argument of " + op)
@@ -287,6 +291,9 @@ async def handle_batch(request: web.Request) -> web.Response:
             where = f"operations[{index}]."
             if not isinstance(operation, dict) or not isinstance(operation.get("op"), str):
                 raise _invalid(f"operations[{index}]", 'must be an object with "op" and "args"')
+            if len(operation) > 1 + ("args" in operation):
+                extra = sorted(set(operation) - {"op", "args"})[0]
+                raise _invalid(f"{where}{extra}", 'is not a field of an operation (use "op" and "args")')
             calls.append(prepare(backend, config, operation["op"], operation.get("args", {}), where))
     except ApiError as exc:
         return _json(exc.status, {"error": exc.as_json()})
@@ -315,9 +322,7 @@ async def keep_serving(request: web.Request, handler: Callable[[web.Request], Aw
     """Turn a bug into a logged 500 answer; the server stays up."""
     try:
         return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status == 405:
-            return _json(405, {"error": {"code": ErrorCode.BAD_REQUEST, "message": "use POST"}})
+    except web.HTTPException:
         raise
     except Exception:
         log.exception("internal error in %s %s", request.method, request.path)

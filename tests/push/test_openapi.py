@@ -377,19 +377,7 @@ def test_missing_or_null_required_argument_is_refused(server: PushServerProcess,
             assert_refused(signed_post(server, push_protocol.operation_path(op), body), 400, name)
 
 
-#: push_server/api.py prepare() looks for unknown arguments only when there are more
-#: arguments than parameters, so one sent in place of an omitted optional parameter
-#: is silently ignored. Remove this marker once it is fixed.
-_EXTRA_ARGUMENT_BUG = pytest.mark.xfail(reason="api.prepare ignores an unknown argument when an optional one is omitted")
-
-
-@pytest.mark.parametrize(
-    "op",
-    [
-        pytest.param(op, marks=[_EXTRA_ARGUMENT_BUG] if any(optional for _, optional in params(op)) else [])
-        for op in OPERATIONS
-    ],
-)
+@pytest.mark.parametrize("op", list(OPERATIONS))
 def test_unknown_argument_is_refused(server: PushServerProcess, op: str) -> None:
     """An argument the operation does not have (next to its required ones) is refused by the schema and answered 400 naming it."""
     required = {name for name, optional in params(op) if not optional}
