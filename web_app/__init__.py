@@ -17,8 +17,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask, request
-from flask.typing import ResponseReturnValue
+from flask import Flask, Response, request
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
@@ -121,7 +120,7 @@ def _init_sessions(app: Flask) -> None:
     Session(app)
 
 
-def _security_headers(response: Any) -> ResponseReturnValue:
+def _security_headers(response: Response) -> Response:
     """Headers every response carries; a view may set a stricter CSP of its own."""
     # Scripts and styles only from our own origin (no inline script at all), and
     # the WebSocket only to the push server the page is told about.

@@ -58,14 +58,14 @@ def clean_name(value: Any, maximum: int, what: str) -> str:
     """A display name: text, trimmed, 1..maximum characters, no control characters."""
     if not isinstance(value, str):
         raise ApiError(400, f"{what} must be a string")
-    value = unicodedata.normalize("NFC", value.strip())
-    if not value:
+    name = unicodedata.normalize("NFC", value.strip())
+    if not name:
         raise ApiError(400, f"{what} must not be empty")
-    if len(value) > maximum:
+    if len(name) > maximum:
         raise ApiError(400, f"{what} must be at most {maximum} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         raise ApiError(400, f"{what} must not contain control characters")
-    return value
+    return name
 
 
 def _credentials() -> tuple[str, str]:

@@ -92,9 +92,11 @@ def bind() -> ResponseReturnValue:
     push = get_push()
     try:
         with push.batch() as batch:
-            online = batch.is_online(client_id)
-            bound = batch.get_uid_by_client_id(client_id)
-            previous = batch.get_session(client_id)
+            # Batch calls return BatchResult placeholders, though typed like PushClient's.
+            queued: Any = batch
+            online = queued.is_online(client_id)
+            bound = queued.get_uid_by_client_id(client_id)
+            previous = queued.get_session(client_id)
         if not online.value:
             raise ApiError(409, "that client is not connected")
         if bound.value is not None and bound.value != me.uid:

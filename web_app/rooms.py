@@ -32,7 +32,9 @@ def online_counts(room_ids: list[int]) -> dict[int, int] | None:
         return {}
     try:
         with get_push().batch() as batch:
-            results = [batch.get_uid_count_by_group(room_group(room_id)) for room_id in room_ids]
+            # Batch calls return BatchResult placeholders, though typed like PushClient's.
+            queued: Any = batch
+            results = [queued.get_uid_count_by_group(room_group(room_id)) for room_id in room_ids]
     except PushError as exc:
         # The lobby still lists the rooms; it just cannot say who is there.
         log.warning("cannot get online counts from the push server: %s", exc)
