@@ -73,10 +73,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
 
     if not app.config["SECRET_KEY"]:
-        # Fine for trying it out; sessions and CSRF tokens die with the process.
-        # run.sh writes a real one into .env.
-        log.warning("SECRET_KEY is not set: using a random one for this process only")
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.config["SECRET_KEY"] = _instance_secret_key(app.instance_path)
 
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -100,6 +97,35 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})
     return app
+
+
+def _instance_secret_key(instance_path: str) -> str:
+    """A random key kept in the instance folder, for when SECRET_KEY is not set.
+
+    Every worker process of one deployment must sign with the same key (or a
+    CSRF token made by one is refused by the next), so the first process to
+    start writes it and the others read it. run.sh puts a real one in .env.
+    """
+    path = os.path.join(instance_path, "secret_key")
+    try:
+        with open(path, encoding="ascii") as existing:
+            return existing.read().strip()
+    except FileNotFoundError:
+        pass
+    log.warning("SECRET_KEY is not set: using a random key kept in %s", path)
+    temporary = f"{path}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as new:
+        new.write(secrets.token_hex(32))
+    try:
+        # link() fails if another process got there first: then theirs is the key.
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+    with open(path, encoding="ascii") as chosen:
+        return chosen.read().strip()
 
 
 def _init_sessions(app: Flask) -> None:

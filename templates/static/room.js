@@ -236,13 +236,25 @@ document.addEventListener("DOMContentLoaded", function () {
         applyMembers(frame.users_list);
         break;
       case "leave":
-        // Someone's connection went away: ask for the new member list.
-        webchat.request("POST", "/flush", { room_id: roomId });
+        scheduleFlush();
         break;
       case "ping":
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "pong" }));
         break;
     }
+  }
+
+  let flushTimer = null;
+
+  // Someone's connection went away: ask for the new member list. Every page in
+  // the room hears the same leave, so wait a random moment and fold a burst of
+  // leaves (a node going down, many tabs closing) into one request per page.
+  function scheduleFlush() {
+    if (flushTimer !== null) return;
+    flushTimer = setTimeout(function () {
+      flushTimer = null;
+      webchat.request("POST", "/flush", { room_id: roomId });
+    }, 100 + Math.random() * 400);
   }
 
   async function bind(ws, clientId) {

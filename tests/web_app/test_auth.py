@@ -143,3 +143,10 @@ def test_sessions_live_in_redis_when_configured(redis_server, instance: Path) ->
     client = second.test_client()
     client.set_cookie("session", sid)
     assert client.get("/rooms", headers={"Accept": "application/json"}).status_code == 200
+
+
+def test_logout_form_redirects_to_login(member: Visitor) -> None:
+    """The page's logout form (CSRF token as a form field) logs out and lands on the login page."""
+    answer = member.client.post("/logout", data={"csrf_token": member.csrf})
+    assert answer.status_code == 302 and answer.headers["Location"] == "/login"
+    assert member.get("/rooms").status_code == 401

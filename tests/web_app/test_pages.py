@@ -82,3 +82,12 @@ def test_static_files_are_served(visitor: Visitor) -> None:
     """The page's scripts and stylesheet are served from /static."""
     for name in ("app.css", "common.js", "auth.js", "lobby.js", "room.js"):
         assert visitor.client.get(f"/static/{name}").status_code == 200, name
+
+
+def test_without_secret_key_workers_share_one_kept_in_the_instance(instance: Path) -> None:
+    """With no SECRET_KEY, two app processes on one instance folder sign with the same random key."""
+    first = make_app(instance, None, SECRET_KEY=None)
+    second = make_app(instance, None, SECRET_KEY=None)
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert len(first.config["SECRET_KEY"]) == 64
+    assert (instance / "secret_key").stat().st_mode & 0o077 == 0
