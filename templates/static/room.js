@@ -87,7 +87,9 @@ document.addEventListener("DOMContentLoaded", function () {
     meta.append(time);
     bubble.append(meta);
 
-    if (msg.kind === "image" && typeof msg.url === "string" && msg.url.startsWith("/")) {
+    // The URL is the app's own /images/<id>; anything else (another host, a
+    // javascript: URL) is not shown as a link or picture.
+    if (msg.kind === "image" && typeof msg.url === "string" && /^\/images\/\d+$/.test(msg.url)) {
       const link = el("a", "image-link");
       link.href = msg.url;
       link.target = "_blank";
