@@ -89,8 +89,10 @@ def bind() -> ResponseReturnValue:
         raise ApiError(400, "client_id must be a client id string")
     room = get_room(int_field(data, "room_id") or 0)
     me = _me()
-    push = get_push()
     try:
+        # Inside the try: a push client that cannot even be made (no
+        # PUSH_SECRET) is the push server being unavailable to us, not a 500.
+        push = get_push()
         with push.batch() as batch:
             # Batch calls return BatchResult placeholders, though typed like PushClient's.
             queued: Any = batch

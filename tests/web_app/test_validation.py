@@ -195,3 +195,19 @@ def test_state_changes_need_the_csrf_token(caller: Visitor, path: str) -> None:
     """A POST without the CSRF token (or with a forged one) is refused with a 400 JSON error."""
     _assert_json_error(caller.client.post(path, json={}), 400)
     _assert_json_error(caller.client.post(path, json={}, headers={"X-CSRFToken": "forged"}), 400)
+
+
+def test_missing_push_secret_is_a_503_not_a_crash(instance, db_url) -> None:  # type: ignore[no-untyped-def]
+    """Without PUSH_SECRET the pushing endpoints answer 503 (or 502 with the message stored), never 500."""
+    from .live import make_app
+
+    app = make_app(instance, db_url, PUSH_SECRET=None)
+    visitor = Visitor(app.test_client())
+    assert visitor.register().status_code == 200
+    room_id = visitor.create_room()
+    assert visitor.post("/bind", {"client_id": "A" * 22, "room_id": room_id}).status_code == 503
+    assert visitor.post("/flush", {"room_id": room_id}).status_code == 503
+    said = visitor.post("/say", {"room_id": room_id, "type": "all", "content": "kept"})
+    assert said.status_code == 502 and said.json["stored"] is True
+    with app.app_context():
+        assert get_db().scalar(select(func.count()).select_from(Message)) == 1
