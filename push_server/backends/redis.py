@@ -431,15 +431,21 @@ class RedisBackend(Backend):
                     [cid, client.uid or False, sorted(client.groups or ()), _session_args(client.session or {})]
                     for cid, client in local[start : start + CHUNK]
                 ]
-                known = await self._call("resync", self.node_id, _dumps(entries))
-                for cid, uid, groups, session in known:
-                    self.mirror.replace(_text(cid), _text(uid) if uid else None, _texts(groups), _session(session))
+                known = json.loads(await self._call("resync", self.node_id, _dumps(entries)))
+                for cid, uid, groups, session in known or ():
+                    self._refresh(cid, uid or None, set(groups or ()), _session(session or []))
             gone = [cid for cid in listed if cid not in self.mirror.clients]
             for start in range(0, len(gone), CHUNK):
                 await self._call("depart_many", self.node_id, *gone[start : start + CHUNK])
             await self._write_back_nonces()
             if local or gone:
                 log.info("node %s: state written back (%d clients, %d departed meanwhile)", self.node_id, len(local), len(gone))
+
+    def _refresh(self, client_id: str, uid: str | None, groups: set[str], session: Session) -> None:
+        """Give the mirror Redis's state of one client, if it differs (after a blip it rarely does)."""
+        client = self.mirror.clients.get(client_id)
+        if client is not None and (client.uid, client.groups or set(), client.session or {}) != (uid, groups, session):
+            self.mirror.replace(client_id, uid, groups, session)
 
     async def _write_back_nonces(self) -> None:
         now = time.monotonic()
@@ -520,13 +526,14 @@ class RedisBackend(Backend):
         try:
             await self._call("unregister", client_id, "")
         except BackendUnavailable:
-            # This node's members hear it now; the rest when Redis is back
-            # (resync departs the clients Redis still lists for this node).
+            # Not an error to report: this node's members hear it now, the
+            # others when Redis is back (resync departs the clients Redis still
+            # lists for this node, skipping this node's members).
+            log.debug("Redis unreachable: client %s departs locally for now", client_id)
             for group in client.groups or ():
                 members = self.mirror.groups.get(group)
                 if members:
                     self.connections.send_many(members, leave_frame(group, client.uid))
-            raise
 
     # -- pushes -------------------------------------------------------------------------------
 

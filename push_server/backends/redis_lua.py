@@ -308,7 +308,9 @@ elseif op == 'resync' then
       for i = 1, #session, 2 do redis.call('HSET', P .. 's:' .. cid, session[i], session[i + 1]) end
     end
   end
-  return out
+  -- One JSON string: far cheaper for the node to parse than nested replies.
+  -- (cjson writes an empty list as {}; the node reads either as empty.)
+  return cjson.encode(out)
 
 elseif op == 'retire' then
   -- A node shutting down: its lease, and any client it could not unregister.
