@@ -54,6 +54,12 @@ class ApiError(Exception):
     def as_json(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
 
+    def within(self, where: str) -> ApiError:
+        """The same error, located inside a batch (an unknown op there is a 400, not a 404)."""
+        if self.code == ErrorCode.UNKNOWN_OPERATION:
+            return ApiError(400, self.code, f"{where}.op: {self.message}")
+        return ApiError(self.status, self.code, f"{where}.{self.message}")
+
 
 def _invalid(field: str, problem: str) -> ApiError:
     return ApiError(400, ErrorCode.INVALID_ARGUMENT, f"{field}: {problem}")
@@ -138,7 +144,9 @@ def _check_session(value: Any, field: str, config: Config) -> dict[str, Any]:
     return value
 
 
-_CHECKERS: dict[str, Callable[[Any, str, Config], Any]] = {
+Checker = Callable[[Any, str, Config], Any]
+
+_CHECKERS: dict[str, Checker] = {
     "client_id": _check_client_id,
     "uid": _check_id,
     "group": _check_id,
@@ -150,40 +158,45 @@ _CHECKERS: dict[str, Callable[[Any, str, Config], Any]] = {
     "session": _check_session,
 }
 
-# Per operation: the parameter names, and which are optional.
-_SIGNATURES: dict[str, tuple[tuple[str, bool], ...]] = {
-    op: tuple((param.rstrip("?"), param.endswith("?")) for param in params)
-    for op, params in push_protocol.OPERATIONS.items()
-}
+class _Signature:
+    """One operation's parameters (name, optional, checker) and the set of their names."""
+
+    __slots__ = ("params", "known")
+
+    def __init__(self, params: tuple[str, ...]) -> None:
+        self.params = tuple((p.rstrip("?"), p.endswith("?"), _CHECKERS[p.rstrip("?")]) for p in params)
+        self.known = frozenset(name for name, _, _ in self.params)
+
+
+_SIGNATURES = {op: _Signature(params) for op, params in push_protocol.OPERATIONS.items()}
 
 #: A checked operation: the backend method and its arguments, not yet called.
 Call = tuple[Callable[..., Awaitable[Any]], list[Any]]
 
 
-def prepare(backend: Backend, config: Config, op: Any, args: Any, where: str = "") -> Call:
-    """Check one operation's arguments; return the call to make (not yet made)."""
+def prepare(backend: Backend, config: Config, op: Any, args: Any) -> Call:
+    """Check one operation's arguments; return the call to make (not yet made).
+
+    This runs once per operation of every batch, so it does no formatting
+    unless it has an error to report.
+    """
     signature = _SIGNATURES.get(op) if isinstance(op, str) else None
     if signature is None:
-        # In a batch, ``where`` names the operation ("operations[3]."), and an
-        # unknown op is a malformed batch (400) rather than a missing path (404).
-        if where:
-            raise ApiError(400, ErrorCode.UNKNOWN_OPERATION, f"{where}op: unknown operation {op!r}")
         raise ApiError(404, ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op!r}")
     if not isinstance(args, dict):
-        raise ApiError(400, ErrorCode.BAD_REQUEST, f"{where}args: must be a JSON object" if where else "arguments must be a JSON object")
+        raise _invalid("args", "must be a JSON object")
+    if not args.keys() <= signature.known:
+        extra = sorted(name for name in args if name not in signature.known)
+        raise _invalid(extra[0], "is not an argument of " + op)
     values: list[Any] = []
-    for name, optional in signature:
+    for name, optional, check in signature.params:
         value = args.get(name)
-        if value is None:
-            if not optional:
-                raise _invalid(f"{where}{name}", "is required")
+        if value is not None:
+            values.append(check(value, name, config))
+        elif optional:
             values.append(None)
         else:
-            values.append(_CHECKERS[name](value, f"{where}{name}", config))
-    if len(args) > sum(1 for name, _ in signature if name in args):
-        known = {name for name, _ in signature}
-        extra = sorted(name for name in args if name not in known)
-        raise _invalid(f"{where}{extra[0]}", "is not an argument of " + op)
+            raise _invalid(name, "is required")
     return getattr(backend, op), values
 
 
@@ -288,13 +301,15 @@ async def handle_batch(request: web.Request) -> web.Response:
             raise _invalid(sorted(set(payload) - {"operations"})[0], "is not a field of a batch")
         calls = []
         for index, operation in enumerate(operations):
-            where = f"operations[{index}]."
             if not isinstance(operation, dict) or not isinstance(operation.get("op"), str):
                 raise _invalid(f"operations[{index}]", 'must be an object with "op" and "args"')
             if len(operation) > 1 + ("args" in operation):
                 extra = sorted(set(operation) - {"op", "args"})[0]
-                raise _invalid(f"{where}{extra}", 'is not a field of an operation (use "op" and "args")')
-            calls.append(prepare(backend, config, operation["op"], operation.get("args", {}), where))
+                raise _invalid(f"operations[{index}].{extra}", 'is not a field of an operation (use "op" and "args")')
+            try:
+                calls.append(prepare(backend, config, operation["op"], operation.get("args", {})))
+            except ApiError as exc:
+                raise exc.within(f"operations[{index}]") from None
     except ApiError as exc:
         return _json(exc.status, {"error": exc.as_json()})
     results: list[dict[str, Any]] = []
