@@ -86,7 +86,7 @@ async def test_a_stopped_node_leaves_nothing_behind(redis_server: RedisServer, p
 
 async def test_a_killed_node_is_reaped_once(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
     """SIGKILL a node: within the node timeout its clients leave, signalled once on every other node, and presence is clean."""
-    a, b, c = nodes(redis_server, prefix, 3)
+    a, b, c = nodes(redis_server, prefix, 3, node_timeout=NODE_TIMEOUT)
     victim, other_victim, bob, carol = await browsers(a), await browsers(a), await browsers(b), await browsers(c)
     await call(c, "bind_uid", victim.client_id, "vic")
     await call(c, "set_session", victim.client_id, {"x": 1})
@@ -267,7 +267,7 @@ async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_serve
     """A node frozen longer than the node timeout is reaped, then, awake again, puts its live clients back."""
     import signal
 
-    a, b = nodes(redis_server, prefix, 2)
+    a, b = nodes(redis_server, prefix, 2, node_timeout=NODE_TIMEOUT)
     alice, bob = await browsers(a), await browsers(b)
     for browser in (alice, bob):
         await call(b, "join_group", browser.client_id, "room")
