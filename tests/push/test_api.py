@@ -184,3 +184,21 @@ def test_push_client_errors_are_its_own(server: PushServerProcess) -> None:
     assert (refused.value.status, refused.value.code) == (400, "invalid_argument")
     assert "uid" in refused.value.message
     assert "secret" not in repr(server.client())
+
+
+def test_a_server_that_never_answers_raises_push_timeout_error() -> None:
+    """A push server that accepts but never answers makes calls fail with PushTimeoutError within the timeout."""
+    import socket
+    import time as clock
+
+    from push_client import PushTimeoutError
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = PushClient(f"http://127.0.0.1:{port}", secret="some-secret-0123456789", timeout=0.5)
+        started = clock.monotonic()
+        with pytest.raises(PushTimeoutError):
+            client.is_online("x")
+        assert clock.monotonic() - started < 3
