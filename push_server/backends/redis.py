@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -41,7 +42,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import frames
 from ..config import Config
@@ -229,13 +232,18 @@ class RedisBackend(Backend):
             health_check_interval=0,
         )
         self._script = self._redis.register_script(SCRIPT)
+        self._script_sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
+        #: Commands issued this tick, sent together by _flush_commands.
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._node_channel = (self.prefix + "node:" + self.node_id).encode()
         self._all_channel = (self.prefix + "all").encode()
         #: True while Redis is reachable and this node's state is written back.
         self.up = False
         self._ready = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        #: Reapings of dead nodes, cancelled at stop.
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._inflight: set[asyncio.Task[None]] = set()
         self._registered = False
         self._backoff = BACKOFF_FIRST
         self._down_logged = False
@@ -285,12 +293,71 @@ class RedisBackend(Backend):
         return f"{self.node_id}.{new_random_id()}"
 
     # -- talking to Redis ----------------------------------------------------------------
+    # Commands are not sent one by one: every command issued in one event-loop
+    # tick goes out in one pipeline (one round trip, one write), in the order
+    # issued. Concurrent API requests, and a batch whose operations are started
+    # together, thereby share round trips; a lone command is sent as it is.
 
     async def _call(self, op: str, *args: str | bytes) -> Any:
         """Run one operation of the script; BackendUnavailable if Redis cannot be reached."""
+        return await self._command("EVALSHA", self._script_sha, 0, op, self.prefix, *args)
+
+    async def _query(self, command: str, *args: str) -> Any:
+        return await self._command(command, *args)
+
+    def _command(self, *args: Any) -> asyncio.Future[Any]:
         if not self.up:
             raise BackendUnavailable("Redis is unreachable")
-        return await self._guard(self._script(args=[op, self.prefix, *args]))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((args, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush_commands)
+        return future
+
+    def _flush_commands(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._execute(batch))
+        # Kept referenced until done; never cancelled (its callers wait on it).
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._send(batch)
+            if any(isinstance(result, NoScriptError) for result in results):
+                # Redis restarted under us and lost the script: load it and
+                # run again what failed (a NOSCRIPT command did nothing).
+                await self._redis.script_load(SCRIPT)
+                again = [(item, index) for index, (item, result) in enumerate(zip(batch, results)) if isinstance(result, NoScriptError)]
+                for (_, index), result in zip(again, await self._send([item for item, _ in again])):
+                    results[index] = result
+        except (RedisError, OSError) as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(BackendUnavailable(f"Redis: {type(exc).__name__}"))
+            return
+        for (_, future), result in zip(batch, results):
+            if future.done():
+                continue  # its caller gave up (a cancelled request)
+            if isinstance(result, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)):
+                future.set_exception(BackendUnavailable(f"Redis: {type(result).__name__}"))
+            elif isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:
+        """Send commands in one round trip; errors of single commands come back as results."""
+        if len(batch) == 1:
+            try:
+                return [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
+            except ResponseError as exc:
+                return [exc]
+        pipe = self._redis.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def _guard(self, call: Awaitable[Any]) -> Any:
         try:
@@ -300,11 +367,6 @@ class RedisBackend(Backend):
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
-
-    async def _query(self, command: str, *args: str) -> Any:
-        if not self.up:
-            raise BackendUnavailable("Redis is unreachable")
-        return await self._guard(self._redis.execute_command(command, *args))  # type: ignore[no-untyped-call]
 
     # -- the supervisor: connection, lease, sweep, resync -----------------------------------
 
@@ -327,6 +389,7 @@ class RedisBackend(Backend):
         pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(self._node_channel, self._all_channel)
+            await self._redis.script_load(SCRIPT)
             await self._renew(first=True)
             self.up = True  # _call() needs it; the API is answered only once resync is done.
             try:
@@ -492,9 +555,9 @@ class RedisBackend(Backend):
     async def claim_nonce(self, nonce: str, ttl: float) -> bool:
         if self.up:
             try:
-                claimed = await self._redis.set(self._key("nonce:", nonce), b"1", nx=True, px=int(ttl * 1000))
+                claimed = await self._command("SET", self._key("nonce:", nonce), b"1", "NX", "PX", int(ttl * 1000))
                 return bool(claimed)
-            except (RedisError, OSError):
+            except BackendUnavailable:
                 pass
         # Redis is away: refuse replays to this node, and remember the nonce
         # for Redis (see _write_back_nonces). A replay sent to another node
@@ -547,7 +610,7 @@ class RedisBackend(Backend):
             if not self.up:
                 raise self._local_only(self.connections.send_all(frame, exclude_client_ids))
             message = b"a" + _header([exclude_client_ids or []]) + b"\n" + frame
-            await self._guard(self._redis.publish(self._all_channel, message))
+            await self._command("PUBLISH", self._all_channel, message)
             return
         excluded = set(exclude_client_ids or ())
         by_node: dict[str, list[str]] = {}
@@ -563,10 +626,9 @@ class RedisBackend(Backend):
             if by_node:
                 raise self._local_only(delivered)
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for node, cids in by_node.items():
-                pipe.publish(self._channel(node), b"c" + _header([cids]) + b"\n" + frame)
-            await self._guard(pipe.execute())
+        await asyncio.gather(
+            *[self._command("PUBLISH", self._channel(node), b"c" + _header([cids]) + b"\n" + frame) for node, cids in by_node.items()]
+        )
 
     def _channel(self, node: str) -> str:
         return self.prefix + "node:" + node
@@ -580,7 +642,7 @@ class RedisBackend(Backend):
                 raise BackendUnavailable("Redis is unreachable")
             self.connections.send(client_id, frame)
             return
-        await self._guard(self._redis.publish(self._channel(node), b"c" + _header([[client_id]]) + b"\n" + frame))
+        await self._command("PUBLISH", self._channel(node), b"c" + _header([[client_id]]) + b"\n" + frame)
 
     async def send_to_uid(self, uids: list[str], frame: bytes) -> None:
         if not self.up:
@@ -605,7 +667,7 @@ class RedisBackend(Backend):
                 raise BackendUnavailable("Redis is unreachable")
             self._on_close([client_id], frame or b"")
             return
-        await self._guard(self._redis.publish(self._channel(node), b"k" + _header([client_id]) + b"\n" + (frame or b"")))
+        await self._command("PUBLISH", self._channel(node), b"k" + _header([client_id]) + b"\n" + (frame or b""))
 
     # -- uids, groups, sessions ------------------------------------------------------------
 
@@ -637,12 +699,11 @@ class RedisBackend(Backend):
             await self._call("update_session", client_id, _dumps(session), *_session_args(session))
 
     async def get_session(self, client_id: str) -> Session | None:
-        if not self.up:
-            raise BackendUnavailable("Redis is unreachable")
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.sismember(self._key("clients"), client_id)
-            pipe.hgetall(self._key("s:", client_id))
-            online, session = await self._guard(pipe.execute())
+        # Issued in one tick: one round trip.
+        online, session = await asyncio.gather(
+            self._command("SISMEMBER", self._key("clients"), client_id),
+            self._command("HGETALL", self._key("s:", client_id)),
+        )
         if not online:
             return None
         return {_text(key): json.loads(value) for key, value in session.items()}
