@@ -39,6 +39,7 @@ _HELP = {
     "max_client_frames_per_second": "frames per second a browser may send before it is closed (default 50)",
     "workers": "processes sharing the ports as one cluster; needs --redis-url (default 1)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
+    "event_loop": "auto (uvloop when installed), uvloop or asyncio (default auto)",
 }
 
 
@@ -64,6 +65,20 @@ def load_config(argv: Sequence[str] | None = None) -> Config:
         sys.exit(f"push-server: {exc}")
 
 
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    """The event loop the config asks for: uvloop (its transports write in C) or asyncio."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                sys.exit("push-server: --event-loop uvloop, but uvloop is not installed (pip install uvloop)")
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
 def serve(config: Config) -> None:
     """Run one server process until SIGTERM/SIGINT."""
 
@@ -78,8 +93,12 @@ def serve(config: Config) -> None:
     app = create_app(config)
     app.on_startup.append(settle_gc)
     log.info("internal API on http://%s:%d", config.api_host, config.api_port)
+    loop = new_event_loop(config.event_loop)
+    asyncio.set_event_loop(loop)
+    log.info("event loop: %s", type(loop).__module__.split(".")[0])
     web.run_app(
         app,
+        loop=loop,
         host=config.api_host,
         port=config.api_port,
         reuse_port=config.reuse_port or None,

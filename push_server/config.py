@@ -51,6 +51,8 @@ class Config:
     #: Set for worker processes so they can share the listening ports.
     reuse_port: bool = False
     log_level: str = "INFO"
+    #: "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio".
+    event_loop: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.secret:
@@ -70,6 +72,8 @@ class Config:
             raise ConfigError("heartbeat timeout must be longer than the heartbeat interval (both > 0)")
         if self.node_timeout <= 0:
             raise ConfigError("node timeout must be positive")
+        if self.event_loop not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError(f"event loop must be auto, uvloop or asyncio, not {self.event_loop!r}")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.workers > 1 and not self.redis_url:
@@ -102,6 +106,7 @@ ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_MAX_CLIENT_FRAMES_PER_SECOND": ("max_client_frames_per_second", int),
     "PUSH_WORKERS": ("workers", int),
     "PUSH_LOG_LEVEL": ("log_level", str),
+    "PUSH_EVENT_LOOP": ("event_loop", str),
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import push_protocol
 
@@ -80,7 +80,9 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A cast, not an isinstance check: uvloop's transports are not
+        # asyncio.Transport subclasses, though they offer the same methods.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         context = self.context
         self.last_seen = self.window_start = context.loop.time()

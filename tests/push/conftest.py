@@ -16,13 +16,17 @@ import pytest
 
 from ..servers import TIMEOUT, PushServerProcess, RedisServer
 
-BACKENDS = ["memory", "redis"]
+# "asyncio" is the memory backend on asyncio's own event loop: the server picks
+# uvloop when it is installed, and both loops must keep the contract.
+BACKENDS = ["memory", "asyncio", "redis"]
 
 
 def backend_flags(backend: str, request: pytest.FixtureRequest) -> list[str]:
     """Flags that run a push server on ``backend`` (Redis: the suite's own, a fresh prefix)."""
     if backend == "memory":
         return []
+    if backend == "asyncio":
+        return ["--event-loop", "asyncio"]
     if importlib.util.find_spec("push_server.backends.redis") is None:
         pytest.skip("the Redis backend is not written yet")
     redis_server: RedisServer = request.getfixturevalue("redis_server")
