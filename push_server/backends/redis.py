@@ -312,17 +312,16 @@ class RedisBackend(Backend):
         future = loop.create_future()
         self._pending.append((args, future))
         if len(self._pending) == 1:
-            loop.call_soon(self._flush_commands)
+            # The task's first step runs after everything already scheduled in
+            # this tick, so it finds all the commands issued meanwhile.
+            task = loop.create_task(self._execute())
+            # Kept referenced until done; never cancelled (its callers wait on it).
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
         return future
 
-    def _flush_commands(self) -> None:
+    async def _execute(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._execute(batch))
-        # Kept referenced until done; never cancelled (its callers wait on it).
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-
-    async def _execute(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             results = await self._send(batch)
             if any(isinstance(result, NoScriptError) for result in results):
