@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 import time
 from typing import Any, Callable
 
+import aiohttp
 import pytest
 
 from push_client import PushUnavailableError
@@ -222,6 +225,62 @@ async def test_workers_share_the_ports_as_one_cluster(redis_server: RedisServer,
             assert await browser.text() == "to all workers"
     # SIGTERM to the parent stops both workers cleanly.
     assert server.stop() == 0
+    assert server.process is not None
+    assert not _children(server.process.pid)
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+async def test_a_dead_worker_is_replaced(redis_server: RedisServer, prefix: str, make_push_server: Any, browsers: Any) -> None:
+    """A worker killed outright is replaced by a new one, and its clients are reaped by the cluster."""
+    server = make_push_server(
+        "--redis-url", redis_server.url, "--redis-prefix", prefix, "--workers", "2", "--node-timeout", str(NODE_TIMEOUT)
+    ).start()
+    assert server.process is not None
+    workers = await eventually(lambda: _two(_children(server.process.pid)), timeout=TIMEOUT)
+    # Workers need MIN_UPTIME before a death counts as a crash rather than a broken start.
+    from push_server.workers import MIN_UPTIME
+
+    opened = [await browsers(server) for _ in range(12)]  # all 12 on one worker: 1 in 2,048
+    await asyncio.sleep(MIN_UPTIME)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    replaced = await eventually(lambda: _two(_children(server.process.pid) - {victim}), timeout=TIMEOUT)
+    assert victim not in replaced and len(replaced) == 2
+
+    async def survives(browser: Any) -> bool:
+        try:
+            message = await browser.ws.receive(timeout=0.5)
+        except asyncio.TimeoutError:
+            return True
+        return message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+    alive = {b.client_id for b, ok in zip(opened, await asyncio.gather(*map(survives, opened))) if ok}
+    assert len(alive) < len(opened), "the killed worker held none of the clients"
+
+    async def reaped() -> bool:
+        return set(await call(server, "get_all_client_id_list")) == alive
+
+    await eventually(reaped, timeout=NODE_TIMEOUT * 3)
+    browser = await browsers(server)  # the ports still serve, whichever worker answers
+    assert await call(server, "is_online", browser.client_id)
+
+
+async def _two(pids: set[int]) -> set[int] | None:
+    return pids if len(pids) == 2 else None
 
 
 def test_workers_refuse_without_redis() -> None:
@@ -265,8 +324,6 @@ async def test_pushes_travel_only_to_the_nodes_of_their_recipients(redis_server:
 
 async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
     """A node frozen longer than the node timeout is reaped, then, awake again, puts its live clients back."""
-    import signal
-
     a, b = nodes(redis_server, prefix, 2, node_timeout=NODE_TIMEOUT)
     alice, bob = await browsers(a), await browsers(b)
     for browser in (alice, bob):
