@@ -275,17 +275,19 @@ class RedisBackend(Backend):
             log.warning("Redis is not reachable yet; serving, and answering 503 until it is")
 
     async def stop(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
         for task in list(self._tasks):
             task.cancel()
+        # Retire while the supervisor still holds the connection up: the lease
+        # goes now rather than expiring, and no one needs to reap this node.
         if self.up:
             try:
                 await self._call("retire", self.node_id)
             except BackendUnavailable:
                 log.warning("could not retire node %s; the others will reap it", self.node_id)
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         self.up = False
         await self._redis.aclose()
 

@@ -85,6 +85,12 @@ async def test_a_stopped_node_leaves_nothing_behind(redis_server: RedisServer, p
     assert await alice.json() == {"type": "leave", "group": "room", "uid": "bob"}
     assert await call(a, "get_all_client_id_list") == [alice.client_id]
     assert await call(a, "get_all_uid_count") == 0
+    # It retired its lease on the way out: nothing is left for the others to reap.
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as r:
+        assert r.smembers(prefix + "nodes") == {alice.node.encode()}
+        assert not r.exists(prefix + "lease:" + bob.node)
 
 
 async def test_a_killed_node_is_reaped_once(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
