@@ -37,7 +37,7 @@ import logging
 import random
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -233,18 +233,20 @@ class RedisBackend(Backend):
         )
         self._script = self._redis.register_script(SCRIPT)
         self._script_sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
-        #: Commands issued this tick, sent together by _flush_commands.
+        #: Commands issued this tick, sent together by _execute.
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._node_channel = (self.prefix + "node:" + self.node_id).encode()
         self._all_channel = (self.prefix + "all").encode()
-        #: True while Redis is reachable and this node's state is written back.
+        #: True while Redis is reachable and this node's state is written back:
+        #: API operations are served.
         self.up = False
+        #: True while connected (the node's own upkeep may run, e.g. a resync).
+        self._linked = False
         self._ready = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         #: Reapings of dead nodes, cancelled at stop.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._registered = False
         self._backoff = BACKOFF_FIRST
         self._down_logged = False
         # Nonces claimed while Redis was away: checked locally meanwhile and
@@ -277,11 +279,11 @@ class RedisBackend(Backend):
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        # Retire while the supervisor still holds the connection up: the lease
+        # Retire while the supervisor still holds the connection: the lease
         # goes now rather than expiring, and no one needs to reap this node.
-        if self.up:
+        if self._linked:
             try:
-                await self._call("retire", self.node_id)
+                await self._internal("retire", self.node_id)
             except BackendUnavailable:
                 log.warning("could not retire node %s; the others will reap it", self.node_id)
         if self._supervisor is not None:
@@ -307,9 +309,18 @@ class RedisBackend(Backend):
     async def _query(self, command: str, *args: str) -> Any:
         return await self._command(command, *args)
 
+    async def _internal(self, op: str, *args: str | bytes) -> Any:
+        """Like _call, for the node's own upkeep: allowed while the state is still being written back."""
+        if not self._linked:
+            raise BackendUnavailable("Redis is unreachable")
+        return await self._enqueue("EVALSHA", self._script_sha, 0, op, self.prefix, *args)
+
     def _command(self, *args: Any) -> asyncio.Future[Any]:
         if not self.up:
             raise BackendUnavailable("Redis is unreachable")
+        return self._enqueue(*args)
+
+    def _enqueue(self, *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((args, future))
@@ -379,6 +390,9 @@ class RedisBackend(Backend):
                 if not self._down_logged:
                     self._down_logged = True
                     log.warning("Redis unreachable (%s: %s); local delivery goes on, reconnecting", type(exc).__name__, exc)
+            except Exception:
+                # A bug must not end the supervision for good: log it and reconnect.
+                log.exception("cluster connection failed")
             finally:
                 self.up = False
             # Jitter, so nodes that lost Redis together do not come back in lockstep.
@@ -386,37 +400,41 @@ class RedisBackend(Backend):
             self._backoff = min(self._backoff * 2, BACKOFF_CAP)
 
     async def _serve(self) -> None:
-        """Connect, subscribe, renew the lease and write state back; then listen until Redis fails."""
+        """Connect, subscribe and keep the lease; write state back; then listen until Redis fails."""
         pubsub = self._redis.pubsub()
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
         try:
             await pubsub.subscribe(self._node_channel, self._all_channel)
             await self._redis.script_load(SCRIPT)
-            await self._renew(first=True)
-            self.up = True  # _call() needs it; the API is answered only once resync is done.
-            try:
-                await self.resync()
-            except BaseException:
-                self.up = False
-                raise
-            self._backoff = BACKOFF_FIRST
-            self._down_logged = False
-            self._ready.set()
-            log.info("node %s is in the cluster at %s (prefix %r)", self.node_id, _safe_url(self.config.redis_url), self.prefix)
-            loop = asyncio.get_running_loop()
-            # Whichever fails first (the lease or the listener) ends this connection.
+            await self._renew_lease()
+            self._linked = True
+            # The lease is kept and messages are read while the state is written
+            # back: a big node's resync may take longer than its lease.
             tasks = {loop.create_task(self._keep_lease()), loop.create_task(self._listen(pubsub))}
-            try:
+            syncing = loop.create_task(self.resync())
+            tasks.add(syncing)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if done == {syncing}:
+                tasks.discard(syncing)
+                syncing.result()
+                self.up = True
+                self._backoff = BACKOFF_FIRST
+                self._down_logged = False
+                self._ready.set()
+                log.info("node %s is in the cluster at %s (prefix %r)", self.node_id, _safe_url(self.config.redis_url), self.prefix)
+                # Whichever fails first (the lease or the listener) ends this connection.
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(BaseException):
-                        await task
             for task in done:
                 task.result()
             raise BackendUnavailable("connection ended")
         finally:
+            self.up = self._linked = False
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -436,15 +454,10 @@ class RedisBackend(Backend):
         except Exception:
             log.exception("bad cluster message %r", message[:80])
 
-    async def _renew(self, first: bool = False) -> None:
+    async def _renew_lease(self) -> bool:
+        """Renew the lease; True if this node was missing from Redis (reaped, or Redis emptied)."""
         ttl_ms = str(int(self.config.node_timeout * 1000))
-        fresh = await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms]))
-        if fresh and self._registered and not first:
-            # We were reaped (a stall longer than the lease) or Redis lost
-            # everything: put this node's clients back.
-            log.warning("node %s was missing from Redis; writing its clients back", self.node_id)
-            await self.resync()
-        self._registered = True
+        return bool(await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms])))
 
     async def _keep_lease(self) -> None:
         timeout = self.config.node_timeout
@@ -454,23 +467,31 @@ class RedisBackend(Backend):
         next_sweep = loop.time() + sweep_every * random.random()
         while True:
             await asyncio.sleep(renew_every)
-            await asyncio.wait_for(self._renew(), timeout)
+            if await asyncio.wait_for(self._renew_lease(), timeout):
+                # We were reaped (a stall longer than the lease): put this
+                # node's clients back, while this loop goes on renewing.
+                log.warning("node %s was missing from Redis; writing its clients back", self.node_id)
+                self._spawn(self.resync())
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + sweep_every * (0.75 + random.random() / 2)
                 await self._sweep()
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work (a reaping, a resync) until it ends or the backend stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _sweep(self) -> None:
-        claimed = await self._call("sweep", self.node_id)
+        claimed = await self._internal("sweep", self.node_id)
         for node in _texts(claimed):
             log.warning("node %s lost its lease; reaping its clients", node)
-            task = asyncio.get_running_loop().create_task(self._reap(node))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._reap(node))
 
     async def _reap(self, node: str) -> None:
         try:
             while True:
-                left = await self._call("reap", node, self.node_id, str(CHUNK))
+                left = await self._internal("reap", node, self.node_id, str(CHUNK))
                 if left <= 0:
                     break
             log.info("reaped node %s", node)
@@ -488,19 +509,19 @@ class RedisBackend(Backend):
         to the other nodes (this node's members had theirs already).
         """
         async with self._resync_lock:
-            listed = set(_texts(await self._call("reclaim", self.node_id)))
+            listed = set(_texts(await self._internal("reclaim", self.node_id)))
             local = list(self.mirror.clients.items())
             for start in range(0, len(local), CHUNK):
                 entries = [
                     [cid, client.uid or False, sorted(client.groups or ()), _session_args(client.session or {})]
                     for cid, client in local[start : start + CHUNK]
                 ]
-                known = json.loads(await self._call("resync", self.node_id, _dumps(entries)))
+                known = json.loads(await self._internal("resync", self.node_id, _dumps(entries)))
                 for cid, uid, groups, session in known or ():
                     self._refresh(cid, uid or None, set(groups or ()), _session(session or []))
             gone = [cid for cid in listed if cid not in self.mirror.clients]
             for start in range(0, len(gone), CHUNK):
-                await self._call("depart_many", self.node_id, *gone[start : start + CHUNK])
+                await self._internal("depart_many", self.node_id, *gone[start : start + CHUNK])
             await self._write_back_nonces()
             if local or gone:
                 log.info("node %s: state written back (%d clients, %d departed meanwhile)", self.node_id, len(local), len(gone))
