@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -41,12 +42,29 @@ def _worker(config: Config) -> None:
     # defaults that web.run_app installs its own graceful shutdown over.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # Its own process group: Ctrl-C in a terminal reaches only the parent, which
+    # forwards it once. A second signal in the middle of a graceful shutdown
+    # would cut it short (no leave signals, no retired lease).
+    os.setpgid(0, 0)
+    _stop_with_parent()
     from .__main__ import serve
 
     try:
         serve(config)
     except OSError as exc:
         sys.exit(f"push-server worker {os.getpid()}: cannot listen: {exc}")
+
+
+def _stop_with_parent() -> None:
+    """SIGTERM this worker if the parent dies (SIGKILL leaves it no chance to forward)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_workers(config: Config) -> None:

@@ -352,3 +352,25 @@ async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_serve
     await call(b, "send_to_group", "room", "welcome back")
     assert await alice.text() == "welcome back"
     assert await bob.text() == "welcome back"
+
+
+async def test_workers_stop_when_their_parent_dies(redis_server: RedisServer, prefix: str, make_push_server: Any) -> None:
+    """Workers whose parent is killed outright shut down rather than linger on the ports."""
+    server = make_push_server("--redis-url", redis_server.url, "--redis-prefix", prefix, "--workers", "2").start()
+    assert server.process is not None
+    parent = server.process.pid
+    workers = await eventually(lambda: _two(_children(parent)), timeout=TIMEOUT)
+    server.kill()
+
+    async def all_gone() -> bool:
+        return not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in workers)
+
+    await eventually(all_gone, timeout=TIMEOUT * 2)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
