@@ -313,12 +313,14 @@ async def handle_batch(request: web.Request) -> web.Response:
     except ApiError as exc:
         return _json(exc.status, {"error": exc.as_json()})
     results: list[dict[str, Any]] = []
-    for method, values in calls:
-        try:
-            results.append({"result": await method(*values)})
-        except BackendUnavailable as exc:
-            error = _unavailable(exc)
+    for outcome in await backend.run_batch(calls):
+        if isinstance(outcome, BackendUnavailable):
+            error = _unavailable(outcome)
             results.append({"error": error.as_json(), "status": error.status})
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            results.append({"result": outcome})
     return _json(200, {"results": results})
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 import push_protocol
 
 from . import frames, handshake
+from .backends.base import BackendUnavailable
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -178,6 +179,13 @@ class ClientConnection(asyncio.Protocol):
         assert client_id is not None
         try:
             await context.backend.register(client_id, uid)
+        except BackendUnavailable as exc:
+            # Expected during a Redis outage, for every arriving browser: one
+            # line each, no traceback. The page reconnects later.
+            log.warning("refusing a client while shared state is unavailable: %s", exc)
+            if self.state != _CLOSED:
+                self.close(frames.CLOSE_TRY_AGAIN_LATER, "server busy, try again")
+            return
         except Exception:
             log.exception("could not register client; closing it")
             if self.state != _CLOSED:

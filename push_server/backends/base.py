@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import secrets
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from .. import frames
 
@@ -56,6 +56,21 @@ class Backend(abc.ABC):
 
         Called after every local client has been unregistered.
         """
+
+    async def run_batch(self, calls: list[tuple[Callable[..., Awaitable[Any]], list[Any]]]) -> list[Any]:
+        """Run a batch's checked calls in order; return each result or the exception it raised.
+
+        One after the other by default. A backend that can send many
+        operations in one round trip (Redis pipelines) overrides this to
+        start them all at once, still in order.
+        """
+        results: list[Any] = []
+        for method, values in calls:
+            try:
+                results.append(await method(*values))
+            except BackendUnavailable as exc:
+                results.append(exc)
+        return results
 
     def new_client_id(self) -> str:
         """A fresh client id (not a coroutine). A cluster may encode its node in it."""
@@ -197,6 +212,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def get_all_group_id_list(self) -> list[str]:
         """Every group with at least one member."""
+
+
+class ClientState:
+    """What a node holds for one of its clients: its uid, groups and session."""
+
+    __slots__ = ("uid", "groups", "session")
+
+    def __init__(self, uid: str | None) -> None:
+        self.uid = uid
+        # Most clients are in one or two groups: a set is made on first join.
+        self.groups: set[str] | None = None
+        self.session: Session | None = None
 
 
 def leave_frame(group: str, uid: str | None) -> bytes:

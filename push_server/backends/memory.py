@@ -7,26 +7,14 @@ import time
 from typing import Any, Iterable
 
 from .. import frames
-from .base import Backend, Session, leave_frame, unique
-
-
-class _Client:
-    """What the backend knows of one client: its uid, groups and session."""
-
-    __slots__ = ("uid", "groups", "session")
-
-    def __init__(self, uid: str | None) -> None:
-        self.uid = uid
-        # Most clients are in one or two groups: a set is made on first join.
-        self.groups: set[str] | None = None
-        self.session: Session | None = None
+from .base import Backend, ClientState, Session, leave_frame, unique
 
 
 class MemoryBackend(Backend):
     """All state in this process. Fast, and gone when the process stops."""
 
     def __init__(self) -> None:
-        self._clients: dict[str, _Client] = {}
+        self._clients: dict[str, ClientState] = {}
         self._uids: dict[str, set[str]] = {}
         self._groups: dict[str, set[str]] = {}
         # Nonces in the order they expire (one TTL for all), for cheap pruning.
@@ -47,7 +35,7 @@ class MemoryBackend(Backend):
     # -- arrivals and departures ------------------------------------------------------
 
     async def register(self, client_id: str, uid: str | None = None) -> None:
-        self._clients[client_id] = _Client(None)
+        self._clients[client_id] = ClientState(None)
         if uid is not None:
             self._bind(client_id, uid)
 
