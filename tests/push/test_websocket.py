@@ -242,19 +242,25 @@ async def test_a_reader_that_never_reads_stalls_nobody(make_push_server: Any) ->
             readers.append(ws)
         payload = "x" * 16_000
         count = 200  # 3.2 MB: far past the stuck client's kernel buffers and its 64 KB bound
-        for index in range(count):
-            await call(push.send_to_group, "busy", f"{index}:{payload}")
-        for ws in readers:
+
+        async def read_all(ws: aiohttp.ClientWebSocketResponse) -> None:
+            # The good readers read as the messages come, as browsers do, so
+            # only the stuck client can fall behind.
             received = 0
             leave_seen = False
             while received < count or not leave_seen:
-                message = await ws.receive(timeout=TIMEOUT)
+                message = await ws.receive(timeout=TIMEOUT * 4)
                 if message.data.startswith('{"type":"leave"'):
                     assert json.loads(message.data) == {"type": "leave", "group": "busy", "uid": None}
                     leave_seen = True
                 elif message.data != '{"type":"ping"}':
                     assert message.data == f"{received}:{payload}"
                     received += 1
+
+        reading = [asyncio.create_task(read_all(ws)) for ws in readers]
+        for index in range(count):
+            await call(push.send_to_group, "busy", f"{index}:{payload}")
+        await asyncio.gather(*reading)
         assert await call(push.is_online, stuck_id) is False
 
 
