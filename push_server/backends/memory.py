@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any, Iterable
 
 from .. import frames
-from .base import Backend, ClientState, Session, leave_frame, unique
+from .base import Backend, Session, leave_frame, unique
+from .local import LocalState
 
 
 class MemoryBackend(Backend):
-    """All state in this process. Fast, and gone when the process stops."""
+    """All state in this process (a :class:`LocalState`). Fast, and gone when the process stops."""
 
     def __init__(self) -> None:
-        self._clients: dict[str, ClientState] = {}
-        self._uids: dict[str, set[str]] = {}
-        self._groups: dict[str, set[str]] = {}
+        self.state = LocalState()
         # Nonces in the order they expire (one TTL for all), for cheap pruning.
         self._nonces: set[str] = set()
         self._nonce_expiry: collections.deque[tuple[float, str]] = collections.deque()
@@ -35,25 +33,17 @@ class MemoryBackend(Backend):
     # -- arrivals and departures ------------------------------------------------------
 
     async def register(self, client_id: str, uid: str | None = None) -> None:
-        self._clients[client_id] = ClientState(None)
-        if uid is not None:
-            self._bind(client_id, uid)
+        self.state.add(client_id, uid)
 
     async def unregister(self, client_id: str) -> None:
-        client = self._clients.pop(client_id, None)
+        client = self.state.remove(client_id)
         if client is None:
             return
-        if client.uid is not None:
-            self._unbind(client_id, client.uid)
         for group in client.groups or ():
-            members = self._groups.get(group)
-            if members is None:
-                continue
-            members.discard(client_id)
+            # The leaver is already out of the group; an emptied group is gone.
+            members = self.state.groups.get(group)
             if members:
                 self.connections.send_many(members, leave_frame(group, client.uid))
-            else:
-                del self._groups[group]
 
     # -- pushes ---------------------------------------------------------------------
 
@@ -69,94 +59,43 @@ class MemoryBackend(Backend):
         self.connections.send(client_id, frame)
 
     async def send_to_uid(self, uids: list[str], frame: bytes) -> None:
-        if len(uids) == 1:
-            self.connections.send_many(self._uids.get(uids[0], ()), frame)
-        else:
-            self.connections.send_many(self._union(self._uids, uids), frame)
+        self.connections.send_many(self.state.uid_clients(uids), frame)
 
     async def send_to_group(self, groups: list[str], frame: bytes, exclude_client_ids: list[str] | None = None) -> None:
-        if len(groups) == 1:
-            members: Iterable[str] = self._groups.get(groups[0], ())
-        else:
-            members = self._union(self._groups, groups)
-        self.connections.send_many(unique(members, exclude_client_ids), frame)
+        self.connections.send_many(unique(self.state.members(groups), exclude_client_ids), frame)
 
     async def close_client(self, client_id: str, frame: bytes | None = None) -> None:
         connection = self.connections.by_id.get(client_id)
         if connection is not None:
             connection.close(frames.CLOSE_NORMAL, "", frame)
 
-    @staticmethod
-    def _union(index: dict[str, set[str]], keys: list[str]) -> set[str]:
-        members: set[str] = set()
-        for key in keys:
-            members.update(index.get(key, ()))
-        return members
-
     # -- uids, groups, sessions -------------------------------------------------------
 
-    def _bind(self, client_id: str, uid: str) -> None:
-        self._clients[client_id].uid = uid
-        self._uids.setdefault(uid, set()).add(client_id)
-
-    def _unbind(self, client_id: str, uid: str) -> None:
-        clients = self._uids.get(uid)
-        if clients is not None:
-            clients.discard(client_id)
-            if not clients:
-                del self._uids[uid]
-
     async def bind_uid(self, client_id: str, uid: str) -> None:
-        client = self._clients.get(client_id)
-        if client is None or client.uid == uid:
-            return
-        if client.uid is not None:
-            self._unbind(client_id, client.uid)
-        self._bind(client_id, uid)
+        self.state.bind(client_id, uid)
 
     async def unbind_uid(self, client_id: str, uid: str) -> None:
-        client = self._clients.get(client_id)
+        client = self.state.clients.get(client_id)
         if client is not None and client.uid == uid:
-            self._unbind(client_id, uid)
-            client.uid = None
+            self.state.unbind(client_id)
 
     async def join_group(self, client_id: str, group: str) -> None:
-        client = self._clients.get(client_id)
-        if client is None:
-            return
-        if client.groups is None:
-            client.groups = set()
-        client.groups.add(group)
-        self._groups.setdefault(group, set()).add(client_id)
+        self.state.join(client_id, group)
 
     async def leave_group(self, client_id: str, group: str) -> None:
-        client = self._clients.get(client_id)
-        if client is None or not client.groups or group not in client.groups:
-            return
-        client.groups.discard(group)
-        members = self._groups[group]
-        members.discard(client_id)
-        if not members:
-            del self._groups[group]
+        self.state.leave(client_id, group)
 
     async def ungroup(self, group: str) -> None:
-        for client_id in self._groups.pop(group, ()):
-            client = self._clients.get(client_id)
-            if client is not None and client.groups:
-                client.groups.discard(group)
+        self.state.ungroup(group)
 
     async def set_session(self, client_id: str, session: Session) -> None:
-        client = self._clients.get(client_id)
-        if client is not None:
-            client.session = dict(session)
+        self.state.set_session(client_id, dict(session), merge=False)
 
     async def update_session(self, client_id: str, session: Session) -> None:
-        client = self._clients.get(client_id)
-        if client is not None:
-            client.session = {**(client.session or {}), **session}
+        self.state.set_session(client_id, session, merge=True)
 
     async def get_session(self, client_id: str) -> Session | None:
-        client = self._clients.get(client_id)
+        client = self.state.clients.get(client_id)
         if client is None:
             return None
         return dict(client.session or {})
@@ -164,33 +103,30 @@ class MemoryBackend(Backend):
     # -- presence ---------------------------------------------------------------------
 
     async def is_online(self, client_id: str) -> bool:
-        return client_id in self._clients
+        return client_id in self.state.clients
 
     async def is_uid_online(self, uid: str) -> bool:
-        return uid in self._uids
+        return uid in self.state.uids
 
     async def get_client_id_by_uid(self, uid: str) -> list[str]:
-        return list(self._uids.get(uid, ()))
+        return list(self.state.uids.get(uid, ()))
 
     async def get_uid_by_client_id(self, client_id: str) -> str | None:
-        client = self._clients.get(client_id)
+        client = self.state.clients.get(client_id)
         return None if client is None else client.uid
 
     async def get_client_id_list_by_group(self, group: str) -> list[str]:
-        return list(self._groups.get(group, ()))
+        return list(self.state.groups.get(group, ()))
 
     async def get_client_count_by_group(self, group: str) -> int:
-        return len(self._groups.get(group, ()))
+        return len(self.state.groups.get(group, ()))
 
     async def get_client_sessions_by_group(self, group: str) -> dict[str, Session]:
-        sessions: dict[str, Any] = {}
-        for client_id in self._groups.get(group, ()):
-            session = self._clients[client_id].session
-            sessions[client_id] = dict(session) if session else {}
-        return sessions
+        clients = self.state.clients
+        return {client_id: dict(clients[client_id].session or {}) for client_id in self.state.groups.get(group, ())}
 
     def _group_uids(self, group: str) -> set[str]:
-        uids = (self._clients[client_id].uid for client_id in self._groups.get(group, ()))
+        uids = (self.state.clients[client_id].uid for client_id in self.state.groups.get(group, ()))
         return {uid for uid in uids if uid is not None}
 
     async def get_uid_list_by_group(self, group: str) -> list[str]:
@@ -200,16 +136,16 @@ class MemoryBackend(Backend):
         return len(self._group_uids(group))
 
     async def get_all_client_id_list(self) -> list[str]:
-        return list(self._clients)
+        return list(self.state.clients)
 
     async def get_all_client_count(self) -> int:
-        return len(self._clients)
+        return len(self.state.clients)
 
     async def get_all_uid_list(self) -> list[str]:
-        return list(self._uids)
+        return list(self.state.uids)
 
     async def get_all_uid_count(self) -> int:
-        return len(self._uids)
+        return len(self.state.uids)
 
     async def get_all_group_id_list(self) -> list[str]:
-        return list(self._groups)
+        return list(self.state.groups)

@@ -11,7 +11,7 @@ How it fits together (docs/cluster.md has the picture):
   (``gn:G``), so a group push is published only to those nodes; ``send_to_all``
   is the one broadcast.
 - **A mirror per node.** Each node keeps its own clients' uid, groups and
-  session in memory (:class:`Mirror`) and delivers group and uid pushes from it,
+  session in memory (:class:`~.local.LocalState`) and delivers group and uid pushes from it,
   so a push crosses Redis once per node, never once per recipient. Changes made
   on another node reach the mirror as messages on the node's channel, published
   by the same script that changed Redis: a node sees a ``join_group`` before any
@@ -48,7 +48,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import frames
 from ..config import Config
-from .base import Backend, BackendUnavailable, ClientState, Session, leave_frame, new_random_id
+from .base import Backend, BackendUnavailable, Session, leave_frame, new_random_id
+from .local import LocalState
 from .redis_lua import SCRIPT
 
 if TYPE_CHECKING:
@@ -69,105 +70,6 @@ START_WAIT = 10.0
 CHUNK = 500
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-class Mirror:
-    """This node's clients' uids, groups and sessions: what local delivery reads."""
-
-    def __init__(self) -> None:
-        self.clients: dict[str, ClientState] = {}
-        self.uids: dict[str, set[str]] = {}
-        self.groups: dict[str, set[str]] = {}
-
-    def add(self, client_id: str, uid: str | None) -> None:
-        self.clients[client_id] = ClientState(None)
-        if uid is not None:
-            self.bind(client_id, uid)
-
-    def remove(self, client_id: str) -> ClientState | None:
-        client = self.clients.pop(client_id, None)
-        if client is None:
-            return None
-        if client.uid is not None:
-            self._drop(self.uids, client.uid, client_id)
-        for group in client.groups or ():
-            self._drop(self.groups, group, client_id)
-        return client
-
-    def bind(self, client_id: str, uid: str) -> None:
-        client = self.clients.get(client_id)
-        if client is None:
-            return
-        if client.uid is not None:
-            self._drop(self.uids, client.uid, client_id)
-        client.uid = uid
-        self.uids.setdefault(uid, set()).add(client_id)
-
-    def unbind(self, client_id: str) -> None:
-        client = self.clients.get(client_id)
-        if client is not None and client.uid is not None:
-            self._drop(self.uids, client.uid, client_id)
-            client.uid = None
-
-    def join(self, client_id: str, group: str) -> None:
-        client = self.clients.get(client_id)
-        if client is None:
-            return
-        if client.groups is None:
-            client.groups = set()
-        client.groups.add(group)
-        self.groups.setdefault(group, set()).add(client_id)
-
-    def leave(self, client_id: str, group: str) -> None:
-        client = self.clients.get(client_id)
-        if client is not None and client.groups and group in client.groups:
-            client.groups.discard(group)
-            self._drop(self.groups, group, client_id)
-
-    def ungroup(self, group: str) -> None:
-        for client_id in self.groups.pop(group, ()):
-            client = self.clients.get(client_id)
-            if client is not None and client.groups:
-                client.groups.discard(group)
-
-    def set_session(self, client_id: str, session: Session, merge: bool) -> None:
-        client = self.clients.get(client_id)
-        if client is not None:
-            client.session = {**(client.session or {}), **session} if merge else session
-
-    def replace(self, client_id: str, uid: str | None, groups: Iterable[str], session: Session) -> None:
-        """Make one client's entry what Redis says it is."""
-        if client_id not in self.clients:
-            return
-        self.remove(client_id)
-        self.add(client_id, uid)
-        for group in groups:
-            self.join(client_id, group)
-        self.clients[client_id].session = session or None
-
-    def members(self, groups: list[str]) -> Iterable[str]:
-        if len(groups) == 1:
-            return self.groups.get(groups[0], ())
-        found: set[str] = set()
-        for group in groups:
-            found.update(self.groups.get(group, ()))
-        return found
-
-    def uid_clients(self, uids: list[str]) -> Iterable[str]:
-        if len(uids) == 1:
-            return self.uids.get(uids[0], ())
-        found: set[str] = set()
-        for uid in uids:
-            found.update(self.uids.get(uid, ()))
-        return found
-
-    @staticmethod
-    def _drop(index: dict[str, set[str]], key: str, client_id: str) -> None:
-        clients = index.get(key)
-        if clients is not None:
-            clients.discard(client_id)
-            if not clients:
-                del index[key]
 
 
 def node_of(client_id: str) -> str | None:
@@ -210,7 +112,7 @@ class RedisBackend(Backend):
         self.prefix = config.redis_prefix
         #: Short and URL-safe: it starts every client id of this node.
         self.node_id = secrets.token_urlsafe(6)
-        self.mirror = Mirror()
+        self.mirror = LocalState()
         self._redis = aioredis.Redis.from_url(
             config.redis_url,
             socket_timeout=COMMAND_TIMEOUT,
