@@ -12,11 +12,10 @@ from flask import Blueprint, current_app, g, jsonify, redirect, render_template,
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import ApiError, json_errors, request_data, wants_json
-from .models import NAME_MAX, User, get_db
+from .models import NAME_MAX, User, get_db, insert_unique
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +112,9 @@ def register() -> ResponseReturnValue:
     name, password = _credentials()
     if len(password) < PASSWORD_MIN:
         raise ApiError(400, f"password must be at least {PASSWORD_MIN} characters")
-    db = get_db()
     user = User(name=name, password_hash=generate_password_hash(password, current_app.config["PASSWORD_HASH_METHOD"]))
-    db.add(user)
-    try:
-        db.commit()
-    except IntegrityError:
-        # The unique index decides, so two concurrent registrations cannot both win.
-        db.rollback()
-        raise ApiError(409, "that name is taken") from None
+    if not insert_unique(user):
+        raise ApiError(409, "that name is taken")
     log.info("registered user %s (%s)", user.id, user.name)
     return _log_in(user)
 

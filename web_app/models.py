@@ -24,12 +24,12 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Base", "User", "Room", "Message", "Image", "init_db", "get_db", "database_url", "utcnow", "isoformat"]
+__all__ = ["Base", "User", "Room", "Message", "Image", "init_db", "get_db", "insert_unique", "database_url", "utcnow", "isoformat"]
 
 NAME_MAX = 32
 ROOM_NAME_MAX = 64
@@ -183,6 +183,21 @@ def get_db() -> Session:
     if "db" not in g:
         g.db = current_app.extensions["webchat_db"]()
     return g.db  # type: ignore[no-any-return]
+
+
+def insert_unique(row: Base) -> bool:
+    """Add ``row`` and commit; False (and nothing stored) if a unique index refused it.
+
+    The index decides, so two concurrent requests for one name cannot both win.
+    """
+    db = get_db()
+    db.add(row)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()
+        return False
+    return True
 
 
 def _close_db(_exc: BaseException | None) -> None:

@@ -8,13 +8,12 @@ from typing import Any
 from flask import Blueprint, jsonify, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from push_client import PushError
 
 from .auth import clean_name, current_user, login_required
 from .errors import ApiError, request_data, wants_json
-from .models import ROOM_NAME_MAX, Room, get_db
+from .models import ROOM_NAME_MAX, Room, get_db, insert_unique
 from .push import get_push, room_group, ws_url
 
 log = logging.getLogger(__name__)
@@ -74,14 +73,9 @@ def create_room() -> ResponseReturnValue:
     name = clean_name(request_data().get("name"), ROOM_NAME_MAX, "name")
     user = current_user()
     assert user is not None
-    db = get_db()
     room = Room(name=name, created_by=user.id)
-    db.add(room)
-    try:
-        db.commit()
-    except IntegrityError:
-        db.rollback()
-        raise ApiError(409, "a room with that name exists") from None
+    if not insert_unique(room):
+        raise ApiError(409, "a room with that name exists")
     log.info("user %s created room %s (%s)", user.id, room.id, room.name)
     if wants_json():
         return jsonify(id=room.id, name=room.name), 201

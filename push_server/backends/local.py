@@ -87,19 +87,21 @@ class LocalState:
         self.clients[client_id].session = session or None
 
     def members(self, groups: list[str]) -> Iterable[str]:
-        if len(groups) == 1:
-            return self.groups.get(groups[0], ())
-        found: set[str] = set()
-        for group in groups:
-            found.update(self.groups.get(group, ()))
-        return found
+        """The clients in any of ``groups``, each once."""
+        return self._union(self.groups, groups)
 
     def uid_clients(self, uids: list[str]) -> Iterable[str]:
-        if len(uids) == 1:
-            return self.uids.get(uids[0], ())
+        """The clients bound to any of ``uids``, each once."""
+        return self._union(self.uids, uids)
+
+    @staticmethod
+    def _union(index: dict[str, set[str]], keys: list[str]) -> Iterable[str]:
+        # One key (the common case) needs no copy: its set is iterated as is.
+        if len(keys) == 1:
+            return index.get(keys[0], ())
         found: set[str] = set()
-        for uid in uids:
-            found.update(self.uids.get(uid, ()))
+        for key in keys:
+            found.update(index.get(key, ()))
         return found
 
     @staticmethod
