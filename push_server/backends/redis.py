@@ -48,7 +48,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import frames
 from ..config import Config
-from .base import Backend, BackendUnavailable, Session, leave_frame, new_random_id
+from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
 from .local import LocalState
 from .redis_lua import SCRIPT
 
@@ -465,7 +465,7 @@ class RedisBackend(Backend):
 
     # -- nonces ---------------------------------------------------------------------------
 
-    async def run_batch(self, calls: list[tuple[Callable[..., Awaitable[Any]], list[Any]]]) -> list[Any]:
+    async def _run_calls(self, calls: list[Call]) -> list[Any]:
         """Start every operation of a batch at once, in order.
 
         Each one issues its commands before its first await, so they all land

@@ -297,6 +297,34 @@ async def test_batch_runs_many_operations_in_one_request(browsers: Any, push: Pu
     assert (await browser.receive()).data == "from a batch"
 
 
+async def test_consecutive_pushes_in_a_batch_arrive_in_order_to_the_right_members(
+    browsers: Any, push: PushClient, name: Any
+) -> None:
+    """Runs of pushes in a batch (merged by the server) reach exactly whom each push names, in order."""
+    early, late, other = [await browsers() for _ in range(3)]
+    group = name("g")
+    with push.batch() as batch:
+        batch.join_group(early.client_id, group)
+        batch.send_to_group(group, "one")
+        batch.send_to_group(group, b"two")
+        batch.send_to_group(group, {"three": 3})
+        batch.join_group(late.client_id, group)
+        batch.send_to_group(group, "four")
+        batch.send_to_group(group, "five", exclude_client_ids=[early.client_id])
+        batch.send_to_group(group, "six", exclude_client_ids=[early.client_id])
+        batch.send_to_client(other.client_id, "seven")
+        batch.send_to_client(other.client_id, "eight")
+        batch.send_to_client(early.client_id, "nine")
+        batch.send_to_group(group, "ten")
+        batch.send_to_group(group, "eleven")
+    assert [(await early.receive()).data for _ in range(3)] == ["one", b"two", '{"three":3}']
+    assert [(await early.receive()).data for _ in range(4)] == ["four", "nine", "ten", "eleven"]
+    assert [(await late.receive()).data for _ in range(5)] == ["four", "five", "six", "ten", "eleven"]
+    assert [(await other.receive()).data for _ in range(2)] == ["seven", "eight"]
+    for browser in (early, late, other):
+        await browser.nothing()
+
+
 async def test_a_malformed_batch_changes_nothing(browsers: Any, push: PushClient, name: Any) -> None:
     """One bad operation refuses the whole batch: the good ones before it are not applied."""
     from push_client import PushRequestError
