@@ -29,6 +29,8 @@ WS_SERVER = web.AppKey("ws_server", asyncio.Server)
 
 #: How long shutdown waits for browsers to take their close frames.
 SHUTDOWN_GRACE = 2.0
+#: Seconds between two slices of a heartbeat sweep (see Connections.sweep).
+HEARTBEAT_STEP = 0.1
 
 
 def make_backend(config: Config) -> Backend:
@@ -89,13 +91,16 @@ async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
 
 async def _heartbeat(config: Config, connections: Connections) -> None:
     loop = asyncio.get_running_loop()
-    # Sweep a few times per interval so detection lands close to the timeout.
+    # Sweep a few times per interval so detection lands close to the timeout,
+    # and take each sweep in slices of HEARTBEAT_STEP seconds so a node with many
+    # connections never pings them all in one tick.
     period = min(config.heartbeat_interval, config.heartbeat_timeout / 4, config.handshake_timeout / 2)
+    slices = max(1, round(period / HEARTBEAT_STEP))
     while True:
-        await asyncio.sleep(period)
+        await asyncio.sleep(period / slices)
         try:
             dropped = connections.sweep(
-                loop.time(), config.heartbeat_interval, config.heartbeat_timeout, config.handshake_timeout
+                loop.time(), config.heartbeat_interval, config.heartbeat_timeout, config.handshake_timeout, slices
             )
         except Exception:
             log.exception("heartbeat sweep failed")

@@ -14,7 +14,8 @@ for any socket:
   dropped.
 
 The heartbeat is one sweep over all connections, not a timer per connection:
-timers would cost memory and wake-ups for every idle socket.
+timers would cost memory and wake-ups for every idle socket. The sweep is taken
+in small slices so that its pings never all go out in one tick.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class Connections:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Unregistrations still running (their leave signals), awaited at shutdown.
         self.departures: set[asyncio.Task[None]] = set()
+        #: The heartbeat's current round (a snapshot of ``accepted``) and where it is in it.
+        self._round: list[ClientConnection] = []
+        self._round_next = 0
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -155,15 +159,28 @@ class Connections:
 
     # -- heartbeat and shutdown -------------------------------------------------------
 
-    def sweep(self, now: float, interval: float, timeout: float, handshake_timeout: float) -> int:
-        """Drop silent connections and ping idle ones; return how many were dropped.
+    def sweep(self, now: float, interval: float, timeout: float, handshake_timeout: float, slices: int = 1) -> int:
+        """Check the next ``1/slices`` of the connections; return how many were dropped.
 
         A connection is silent when nothing has arrived from it for ``timeout``
-        seconds (a pong counts), idle after ``interval``. A connection still in
-        its handshake after ``handshake_timeout`` is dropped too.
+        seconds (a pong counts) and is dropped; it is idle after ``interval``
+        and is pinged. A connection still in its handshake after
+        ``handshake_timeout`` is dropped too.
+
+        A round over every connection is taken in ``slices`` calls, so pings
+        (and the pongs they bring back) are spread over the sweep period: done
+        all at once they stalled every delivery for ~200 ms at 10,000
+        connections, since connections that arrived together fall idle together.
         """
+        if self._round_next >= len(self._round):
+            self._round = list(self.accepted)
+            self._round_next = 0
+        start = self._round_next
+        self._round_next = start + -(-len(self._round) // max(1, slices))
         dropped = 0
-        for connection in list(self.accepted):
+        for connection in self._round[start : self._round_next]:
+            if connection.transport is None:
+                continue  # gone since this round began
             silent = now - connection.last_seen
             if connection.client_id is None:
                 if silent > handshake_timeout:
@@ -174,6 +191,8 @@ class Connections:
                 dropped += 1
             elif silent >= interval:
                 self.queue(connection, HEARTBEAT_FRAMES)
+        if self._round_next >= len(self._round):
+            self._round = []  # let go of closed connections until the next round
         return dropped
 
     async def close_all(self, code: int, reason: str, grace: float) -> None:
