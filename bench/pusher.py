@@ -150,6 +150,12 @@ class Pusher:
         self._proc = ctx.Process(target=_pusher_main, args=(theirs, system, options), daemon=True)
         self._proc.start()
 
+    @property
+    def pid(self) -> int:
+        """The pushing process's id."""
+        assert self._proc.pid is not None
+        return self._proc.pid
+
     def _ask(self, cmd: tuple[Any, ...], timeout: float) -> dict[str, Any]:
         self._pipe.send(cmd)
         if not self._pipe.poll(timeout):
