@@ -202,3 +202,33 @@ def test_a_server_that_never_answers_raises_push_timeout_error() -> None:
         with pytest.raises(PushTimeoutError):
             client.is_online("x")
         assert clock.monotonic() - started < 3
+
+
+# -- the wire ------------------------------------------------------------------------------------
+
+
+def test_nan_and_infinity_are_not_json(server: PushServerProcess) -> None:
+    """NaN and Infinity (which Python's json would accept) are refused as invalid JSON."""
+    path = op("send_to_all")
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'{"message": {"json": ' + literal + b"}}"
+        assert_error(signed(server, path, body), 400, "bad_request", "not valid JSON")
+    body = b'{"operations": [["set_session", "abc", {"x": NaN}]]}'
+    assert_error(signed(server, push_protocol.BATCH_PATH, body), 400, "bad_request", "not valid JSON")
+
+
+def test_access_log_only_when_debugging(make_push_server: Any) -> None:
+    """Requests are logged (method, path, status; never the query) at DEBUG, and not at the default level."""
+    quiet = make_push_server().start()
+    loud = make_push_server("--log-level", "DEBUG").start()
+    for server in (quiet, loud):
+        body = b"{}"
+        path = op("get_all_client_count")
+        headers = push_protocol.sign_request(server.secret, "POST", path, body)
+        response = requests.post(server.api_url + path + "?token=secret-looking", data=body, headers=headers, timeout=5)
+        assert response.status_code == 401  # the query string is part of what is signed
+        assert server.client().get_all_client_count() == 0
+    assert "get_all_client_count" not in quiet.log()
+    log = loud.log()
+    assert f"POST {path} 200" in log and f"POST {path} 401" in log
+    assert "secret-looking" not in log
