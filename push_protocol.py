@@ -8,8 +8,11 @@ Wire format of the internal API (see docs/openapi.yaml for the full document):
 
 - ``POST /api/v1/<operation>`` with a JSON object of the operation's arguments;
   the answer is ``{"result": ...}``.
-- ``POST /api/v1/batch`` with ``{"operations": [{"op": name, "args": {...}}, ...]}``;
-  the answer is ``{"results": [{"result": ...} | {"error": {...}}, ...]}``.
+- ``POST /api/v1/batch`` with ``{"operations": [...]}``, each operation compact,
+  ``[name, arg, ...]`` with the arguments in the order of ``OPERATIONS`` (what
+  push_client sends), or named, ``{"op": name, "args": {...}}``; the answer is
+  ``{"results": [value, ...], "errors": [{"index": i, "status": 503, "error": {...}}, ...]}``
+  (``errors`` lists the operations that failed while being applied).
 - Errors are ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status.
 - A message travels as ``{"text": str}``, ``{"binary": base64}`` or ``{"json": value}``
   so that a ``str`` arrives as a text frame, ``bytes`` as a binary frame and
@@ -69,7 +72,8 @@ SIGNATURE_WINDOW: Final = 300
 #   session     a JSON object
 #
 # Each operation maps to its parameters in order; a trailing "?" marks an
-# optional one. The order is the order of PushClient's positional arguments.
+# optional one. The order is the order of PushClient's positional arguments, and
+# of the arguments in a compact batch operation (``[name, arg, ...]``).
 OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     # pushes
     "send_to_all": ("message", "client_ids?", "exclude_client_ids?"),

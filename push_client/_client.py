@@ -48,11 +48,20 @@ def _str_or_none(value: Any) -> str | None:
 class _Operations:
     """Every API operation as a method, written once for PushClient and Batch.
 
-    Subclasses decide what a call does through ``_call``: PushClient sends it at
-    once, Batch queues it.
+    Subclasses decide what a call does through ``_op``/``_do`` (``_call`` with
+    named arguments): PushClient sends it at once, Batch queues it.
     """
 
     def _call(self, op: str, args: dict[str, Any], convert: Callable[[Any], Any] | None = None) -> Any:
+        """Call ``op`` with named arguments (those left out are absent)."""
+        raise NotImplementedError
+
+    def _op(self, op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> Any:
+        """Call ``op`` with its arguments in the order of push_protocol.OPERATIONS (None: absent)."""
+        raise NotImplementedError
+
+    def _do(self, op: str, values: tuple[Any, ...]) -> None:
+        """Like ``_op``, for an operation whose result (always None) nobody reads."""
         raise NotImplementedError
 
     # -- pushes ---------------------------------------------------------------
@@ -64,20 +73,22 @@ class _Operations:
         exclude_client_ids: Iterable[str] | None = None,
     ) -> None:
         """Push ``message`` to every connection (or only ``client_ids``), minus the excluded."""
-        args: dict[str, Any] = {"message": push_protocol.encode_message(message)}
-        if client_ids is not None:
-            args["client_ids"] = list(client_ids)
-        if exclude_client_ids is not None:
-            args["exclude_client_ids"] = list(exclude_client_ids)
-        self._call("send_to_all", args)
+        self._do(
+            "send_to_all",
+            (
+                push_protocol.encode_message(message),
+                None if client_ids is None else list(client_ids),
+                None if exclude_client_ids is None else list(exclude_client_ids),
+            ),
+        )
 
     def send_to_client(self, client_id: str, message: Any) -> None:
         """Push ``message`` to one connection; nothing happens if it is offline."""
-        self._call("send_to_client", {"client_id": client_id, "message": push_protocol.encode_message(message)})
+        self._do("send_to_client", (client_id, push_protocol.encode_message(message)))
 
     def send_to_uid(self, uid_or_uids: Uid | Iterable[Uid], message: Any) -> None:
         """Push ``message`` to every connection bound to the uid (or to any of the uids)."""
-        self._call("send_to_uid", {"uids": _ids(uid_or_uids), "message": push_protocol.encode_message(message)})
+        self._do("send_to_uid", (_ids(uid_or_uids), push_protocol.encode_message(message)))
 
     def send_to_group(
         self,
@@ -89,161 +100,192 @@ class _Operations:
 
         A connection in several of the groups receives the message once.
         """
-        args: dict[str, Any] = {"groups": _ids(group_or_groups), "message": push_protocol.encode_message(message)}
-        if exclude_client_ids is not None:
-            args["exclude_client_ids"] = list(exclude_client_ids)
-        self._call("send_to_group", args)
+        self._do(
+            "send_to_group",
+            (
+                _ids(group_or_groups),
+                push_protocol.encode_message(message),
+                None if exclude_client_ids is None else list(exclude_client_ids),
+            ),
+        )
 
     def close_client(self, client_id: str, message: Any = None) -> None:
         """Send ``message`` (if any) to the connection, then close it.
 
         Its groups get the usual leave signals.
         """
-        args: dict[str, Any] = {"client_id": client_id}
-        if message is not None:
-            args["message"] = push_protocol.encode_message(message)
-        self._call("close_client", args)
+        self._do("close_client", (client_id, None if message is None else push_protocol.encode_message(message)))
 
     # -- uids -----------------------------------------------------------------
 
     def bind_uid(self, client_id: str, uid: Uid) -> None:
         """Bind the connection to ``uid``; a connection has at most one uid, so this replaces any other."""
-        self._call("bind_uid", {"client_id": client_id, "uid": uid})
+        self._do("bind_uid", (client_id, uid))
 
     def unbind_uid(self, client_id: str, uid: Uid) -> None:
         """Undo ``bind_uid`` if the connection is bound to ``uid``."""
-        self._call("unbind_uid", {"client_id": client_id, "uid": uid})
+        self._do("unbind_uid", (client_id, uid))
 
     # -- groups ---------------------------------------------------------------
 
     def join_group(self, client_id: str, group: Group) -> None:
         """Add the connection to ``group``."""
-        self._call("join_group", {"client_id": client_id, "group": group})
+        self._do("join_group", (client_id, group))
 
     def leave_group(self, client_id: str, group: Group) -> None:
         """Take the connection out of ``group`` (no leave signal: only departures send one)."""
-        self._call("leave_group", {"client_id": client_id, "group": group})
+        self._do("leave_group", (client_id, group))
 
     def ungroup(self, group: Group) -> None:
         """Dissolve ``group``: every member leaves it; the connections stay open."""
-        self._call("ungroup", {"group": group})
+        self._do("ungroup", (group,))
 
     # -- sessions -------------------------------------------------------------
 
     def set_session(self, client_id: str, session: dict[str, Any]) -> None:
         """Replace the connection's session with ``session`` (a JSON object)."""
-        self._call("set_session", {"client_id": client_id, "session": session})
+        self._do("set_session", (client_id, session))
 
     def update_session(self, client_id: str, session: dict[str, Any]) -> None:
         """Merge ``session`` into the connection's session (top-level keys replace)."""
-        self._call("update_session", {"client_id": client_id, "session": session})
+        self._do("update_session", (client_id, session))
 
     def get_session(self, client_id: str) -> dict[str, Any] | None:
         """The connection's session (``{}`` if none was set), or None if it is offline."""
-        return self._call("get_session", {"client_id": client_id})  # type: ignore[no-any-return]
+        return self._op("get_session", (client_id,))  # type: ignore[no-any-return]
 
     # -- presence -------------------------------------------------------------
 
     def is_online(self, client_id: str) -> bool:
         """Whether the connection is alive."""
-        return self._call("is_online", {"client_id": client_id}, bool)  # type: ignore[no-any-return]
+        return self._op("is_online", (client_id,), bool)  # type: ignore[no-any-return]
 
     def is_uid_online(self, uid: Uid) -> bool:
         """Whether any connection is bound to ``uid``."""
-        return self._call("is_uid_online", {"uid": uid}, bool)  # type: ignore[no-any-return]
+        return self._op("is_uid_online", (uid,), bool)  # type: ignore[no-any-return]
 
     def get_client_id_by_uid(self, uid: Uid) -> list[str]:
         """The connections bound to ``uid``."""
-        return self._call("get_client_id_by_uid", {"uid": uid}, list)  # type: ignore[no-any-return]
+        return self._op("get_client_id_by_uid", (uid,), list)  # type: ignore[no-any-return]
 
     def get_uid_by_client_id(self, client_id: str) -> str | None:
         """The uid the connection is bound to, or None."""
-        return self._call("get_uid_by_client_id", {"client_id": client_id}, _str_or_none)  # type: ignore[no-any-return]
+        return self._op("get_uid_by_client_id", (client_id,), _str_or_none)  # type: ignore[no-any-return]
 
     def get_client_id_list_by_group(self, group: Group) -> list[str]:
         """The connections in ``group``."""
-        return self._call("get_client_id_list_by_group", {"group": group}, list)  # type: ignore[no-any-return]
+        return self._op("get_client_id_list_by_group", (group,), list)  # type: ignore[no-any-return]
 
     def get_client_count_by_group(self, group: Group) -> int:
         """How many connections are in ``group``."""
-        return self._call("get_client_count_by_group", {"group": group}, int)  # type: ignore[no-any-return]
+        return self._op("get_client_count_by_group", (group,), int)  # type: ignore[no-any-return]
 
     def get_client_sessions_by_group(self, group: Group) -> dict[str, dict[str, Any]]:
         """``{client_id: session}`` for every connection in ``group``."""
-        return self._call("get_client_sessions_by_group", {"group": group}, dict)  # type: ignore[no-any-return]
+        return self._op("get_client_sessions_by_group", (group,), dict)  # type: ignore[no-any-return]
 
     def get_uid_list_by_group(self, group: Group) -> list[str]:
         """The distinct uids bound to connections in ``group``."""
-        return self._call("get_uid_list_by_group", {"group": group}, list)  # type: ignore[no-any-return]
+        return self._op("get_uid_list_by_group", (group,), list)  # type: ignore[no-any-return]
 
     def get_uid_count_by_group(self, group: Group) -> int:
         """How many distinct uids are in ``group``."""
-        return self._call("get_uid_count_by_group", {"group": group}, int)  # type: ignore[no-any-return]
+        return self._op("get_uid_count_by_group", (group,), int)  # type: ignore[no-any-return]
 
     def get_all_client_id_list(self) -> list[str]:
         """Every live connection in the cluster."""
-        return self._call("get_all_client_id_list", {}, list)  # type: ignore[no-any-return]
+        return self._op("get_all_client_id_list", (), list)  # type: ignore[no-any-return]
 
     def get_all_client_count(self) -> int:
         """How many live connections the cluster has."""
-        return self._call("get_all_client_count", {}, int)  # type: ignore[no-any-return]
+        return self._op("get_all_client_count", (), int)  # type: ignore[no-any-return]
 
     def get_all_uid_list(self) -> list[str]:
         """Every uid bound to a live connection."""
-        return self._call("get_all_uid_list", {}, list)  # type: ignore[no-any-return]
+        return self._op("get_all_uid_list", (), list)  # type: ignore[no-any-return]
 
     def get_all_uid_count(self) -> int:
         """How many uids are bound to live connections."""
-        return self._call("get_all_uid_count", {}, int)  # type: ignore[no-any-return]
+        return self._op("get_all_uid_count", (), int)  # type: ignore[no-any-return]
 
     def get_all_group_id_list(self) -> list[str]:
         """Every group that has at least one member."""
-        return self._call("get_all_group_id_list", {}, list)  # type: ignore[no-any-return]
+        return self._op("get_all_group_id_list", (), list)  # type: ignore[no-any-return]
+
+
+class _Sent:
+    """What the server answered for one sent batch, shared by that batch's results."""
+
+    __slots__ = ("values", "errors")
+
+    def __init__(self) -> None:
+        self.values: list[Any] | None = None
+        self.errors: dict[int, PushRequestError] = {}
 
 
 class BatchResult:
     """The result of one call made on a :class:`Batch`, filled in when the batch is sent."""
 
-    __slots__ = ("_value", "_done", "_convert")
+    # The value stays in the batch's answer until it is read, so queueing a
+    # call costs one small object and sending a batch touches no result.
+    __slots__ = ("_sent", "_index", "_convert")
 
-    def __init__(self, convert: Callable[[Any], Any] | None) -> None:
+    def __init__(self, sent: _Sent, index: int, convert: Callable[[Any], Any] | None) -> None:
+        self._sent = sent
+        self._index = index
         self._convert = convert
-        self._done = False
-        self._value: Any = None
-
-    def _set(self, value: Any) -> None:
-        self._value = value if self._convert is None else self._convert(value)
-        self._done = True
 
     @property
     def value(self) -> Any:
-        """The call's result; reading it before the batch was sent is an error."""
-        if not self._done:
+        """The call's result; reading it before the batch was sent (or if this call failed) raises."""
+        values = self._sent.values
+        if values is None:
             raise PushError("the batch has not been sent yet")
-        return self._value
+        error = self._sent.errors.get(self._index)
+        if error is not None:
+            raise error
+        value = values[self._index]
+        return value if self._convert is None else self._convert(value)
 
     def __repr__(self) -> str:
-        return f"<BatchResult {self._value!r}>" if self._done else "<BatchResult pending>"
+        if self._sent.values is None:
+            return "<BatchResult pending>"
+        if self._index in self._sent.errors:
+            return f"<BatchResult failed: {self._sent.errors[self._index]}>"
+        return f"<BatchResult {self.value!r}>"
 
 
 class Batch(_Operations):
     """Calls queued and sent as one request when the ``with`` block ends.
 
-    Each method returns a :class:`BatchResult` whose ``.value`` is filled in
-    when the batch is sent. The server checks every operation before it applies
+    Each query returns a :class:`BatchResult` whose ``.value`` is filled in
+    when the batch is sent (the other calls return None, as on PushClient). The server checks every operation before it applies
     any, so a malformed one refuses the whole batch and changes nothing. If an
     operation fails while being applied (for example Redis went away), the
     others still run and the first failure is raised when the block ends.
+
+    Operations travel in the API's compact form, ``[op, arg, ...]``.
     """
 
     def __init__(self, client: PushClient) -> None:
         self._client = client
-        self._operations: list[dict[str, Any]] = []
+        self._operations: list[Any] = []
+        # Only calls with a result have a BatchResult; writes are just queued.
         self._results: list[BatchResult] = []
+        self._sent = _Sent()
+
+    def _op(self, op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> BatchResult:
+        result = BatchResult(self._sent, len(self._operations), convert)
+        self._operations.append((op, *values))
+        self._results.append(result)
+        return result
+
+    def _do(self, op: str, values: tuple[Any, ...]) -> None:
+        self._operations.append((op, *values))
 
     def _call(self, op: str, args: dict[str, Any], convert: Callable[[Any], Any] | None = None) -> BatchResult:
+        result = BatchResult(self._sent, len(self._operations), convert)
         self._operations.append({"op": op, "args": args})
-        result = BatchResult(convert)
         self._results.append(result)
         return result
 
@@ -252,22 +294,36 @@ class Batch(_Operations):
 
     def send(self) -> list[Any]:
         """Send the queued calls now; return their results in order."""
-        operations, results = self._operations, self._results
-        self._operations, self._results = [], []
+        results = self._results
+        values = list(self._flush())
+        for result in results:
+            values[result._index] = result.value
+        return values
+
+    def _flush(self) -> list[Any]:
+        """Send the queued calls; return the server's results (raise the first failure)."""
+        operations, sent = self._operations, self._sent
+        self._operations, self._results, self._sent = [], [], _Sent()
         if not operations:
-            return []
+            sent.values = []
+            return sent.values
         answer = self._client._request(push_protocol.BATCH_PATH, {"operations": operations})
-        first_error: PushRequestError | None = None
-        for result, outcome in zip(results, answer["results"]):
-            if "error" in outcome:
-                error = outcome["error"]
-                if first_error is None:
-                    first_error = _refusal(int(outcome.get("status", 500)), error)
-            else:
-                result._set(outcome.get("result"))
-        if first_error is not None:
-            raise first_error
-        return [result.value for result in results]
+        values, errors = answer.get("results"), answer.get("errors", [])
+        if not isinstance(values, list) or len(values) != len(operations) or not isinstance(errors, list):
+            raise PushError("the push server's answer to a batch does not match it (is it another version?)")
+        first: tuple[int, PushRequestError] | None = None
+        for error in errors:
+            index = error.get("index") if isinstance(error, dict) else None
+            if not isinstance(index, int) or not 0 <= index < len(operations):
+                raise PushError("the push server's answer to a batch does not match it (is it another version?)")
+            refusal = _refusal(int(error.get("status", 500)), error.get("error"))
+            sent.errors[index] = refusal
+            if first is None or index < first[0]:
+                first = (index, refusal)
+        sent.values = values
+        if first is not None:
+            raise first[1]
+        return values
 
     def __enter__(self) -> Batch:
         return self
@@ -275,7 +331,7 @@ class Batch(_Operations):
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         # A block that raised sends nothing: its calls were never all made.
         if exc_type is None:
-            self.send()
+            self._flush()
 
 
 def _refusal(status: int, error: Any) -> PushRequestError:
@@ -357,6 +413,13 @@ class PushClient(_Operations):
         result = self._request(_PATHS[op], args)["result"]
         return result if convert is None else convert(result)
 
+    def _op(self, op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> Any:
+        args = {name: value for name, value in zip(_NAMES[op], values) if value is not None}
+        return self._call(op, args, convert)
+
+    def _do(self, op: str, values: tuple[Any, ...]) -> None:
+        self._op(op, values)
+
     def _request(self, path: str, payload: dict[str, Any]) -> Any:
         body = _encode(payload).encode()
         # The signature covers the API's own path; a prefix in api_url (a proxy
@@ -392,8 +455,9 @@ class PushClient(_Operations):
         raise _refusal(status, error)
 
 
-#: Each operation's path.
+#: Each operation's path, and its parameter names in order (see push_protocol.OPERATIONS).
 _PATHS = {op: push_protocol.operation_path(op) for op in push_protocol.OPERATIONS}
+_NAMES = {op: tuple(param.rstrip("?") for param in params) for op, params in push_protocol.OPERATIONS.items()}
 
 #: Made once: json.dumps() with options builds a new encoder on every call.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

@@ -12,8 +12,11 @@ Every request pays for aiohttp (about two thirds of the server's time per
 call, measured) and for this module's own path, which is kept short: one
 route per operation (an exact match, no pattern), the body taken as it
 arrived, compact JSON with encoders made once, and ready-made answers for the
-common results. None of this skips a check: an id that is not a short
-non-empty string goes through its full checker, which names the field.
+common results. A batch operation can be a compact array (``[op, arg, ...]``),
+checked with a fast path for the common argument kinds and with every
+session's size measured in one go; the batch's answer is a plain list of
+values. None of this skips a check: a value the fast path does not accept
+goes through the full checker, which names the field.
 """
 
 from __future__ import annotations
@@ -162,7 +165,8 @@ def _check_message(value: Any, field: str, config: Config) -> bytes:
 
 
 def _check_session(value: Any, field: str, config: Config) -> dict[str, Any]:
-    # Only the type: the size is checked by the caller (see _Signature.check).
+    # Only the type: the size is checked by the caller (see _Signature.check),
+    # which in a batch measures every session at once.
     if not isinstance(value, dict):
         raise _invalid(field, "must be a JSON object")
     return value
@@ -238,6 +242,20 @@ class _Signature:
             raise _invalid(extra[0], "is not an argument of " + self.op)
         return self.check([args.get(name) for name in self.names], config)
 
+    def check_array(self, item: list[Any], config: Config) -> list[Any]:
+        """The backend's arguments from a compact ``[op, arg, ...]`` (trailing optionals may be left out)."""
+        given = item[1:]
+        missing = self.arity - len(given)
+        if missing < 0:
+            raise _MalformedOperation(f"{self.op} takes {self.arity} argument(s), not {len(given)}")
+        if missing:
+            given.extend([None] * missing)
+        return self.check(given, config)
+
+
+class _MalformedOperation(Exception):
+    """A batch operation that is wrong as a whole (its shape, its length), not in one field."""
+
 
 _SIGNATURES = {op: _Signature(op, params) for op, params in push_protocol.OPERATIONS.items()}
 
@@ -246,19 +264,109 @@ def _unknown_operation(op: Any) -> ApiError:
     return ApiError(404, ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op!r}")
 
 
-def prepare(backend: Backend, config: Config, op: Any, args: Any) -> Call:
-    """Check one operation's arguments, sizes included; return the call to make (not yet made).
+# -- batches --------------------------------------------------------------------------------
 
-    This runs once per operation of every batch, so it does no formatting
-    unless it has an error to report.
+# The fast path for compact operations whose arguments are all in their common
+# form: short non-empty strings for ids, an object for a session. It is written
+# out in prepare_batch's loop (a function call per operation would cost a third
+# of it). Anything else, integer uids included, takes the general path, which
+# accepts every valid form and names what is wrong.
+_ID, _ID_ID, _ID_SESSION = 1, 2, 3
+
+
+def _fast_shape(params: tuple[str, ...]) -> int | None:
+    """Which fast path an operation's parameters fit, if any (optional ones never do)."""
+    if params and all(param in _ID_KINDS for param in params):
+        return {1: _ID, 2: _ID_ID}.get(len(params))
+    if len(params) == 2 and params[0] in _ID_KINDS and params[1] == "session":
+        return _ID_SESSION
+    return None
+
+
+_FAST = {op: shape for op, params in push_protocol.OPERATIONS.items() if (shape := _fast_shape(params))}
+
+
+def prepare_batch(backend: Backend, config: Config, operations: list[Any]) -> list[Call]:
+    """Check every operation of a batch; return the calls to make, or raise the first error.
+
+    Sessions are measured together after the loop (one encoder call for the
+    whole batch instead of one per session); only when they are over the
+    limit together is each measured, to name the first one that is.
     """
-    signature = _SIGNATURES.get(op) if isinstance(op, str) else None
+    calls: list[Call] = []
+    append = calls.append
+    sessions: list[tuple[int, Any]] = []
+    for index, operation in enumerate(operations):
+        if type(operation) is list and operation:
+            op = operation[0]
+            shape = _FAST.get(op) if type(op) is str else None
+            if shape is not None:
+                size = len(operation)
+                if size == 3:
+                    a, b = operation[1], operation[2]
+                    if type(a) is str and 0 < len(a) <= MAX_ID_LENGTH:
+                        if shape == _ID_ID and type(b) is str and 0 < len(b) <= MAX_ID_LENGTH:
+                            append((getattr(backend, op), [a, b]))
+                            continue
+                        if shape == _ID_SESSION and type(b) is dict:
+                            sessions.append((index, b))
+                            append((getattr(backend, op), [a, b]))
+                            continue
+                elif size == 2 and shape == _ID:
+                    a = operation[1]
+                    if type(a) is str and 0 < len(a) <= MAX_ID_LENGTH:
+                        append((getattr(backend, op), [a]))
+                        continue
+        try:
+            signature, values = _check_operation(operation, config)
+        except ApiError as exc:
+            error = exc.within(f"operations[{index}]")
+        except _MalformedOperation as exc:
+            error = _invalid(f"operations[{index}]", str(exc))
+        else:
+            if signature.session_at is not None:
+                sessions.append((index, values[signature.session_at]))
+            append((getattr(backend, signature.op), values))
+            continue
+        # A session over the limit before the bad operation is the first error.
+        _check_session_sizes(sessions, config)
+        raise error
+    _check_session_sizes(sessions, config)
+    return calls
+
+
+_SHAPE = 'must be an object with "op" and "args", or an array [op, arguments...]'
+
+
+def _check_operation(operation: Any, config: Config) -> tuple[_Signature, list[Any]]:
+    """One batch operation: ``[name, arg, ...]`` or ``{"op": name, "args": {...}}``."""
+    if type(operation) is list:
+        op = operation[0] if operation else None
+        if not isinstance(op, str):
+            raise _MalformedOperation(_SHAPE)
+        signature = _SIGNATURES.get(op)
+        if signature is None:
+            raise _unknown_operation(op)
+        return signature, signature.check_array(operation, config)
+    if not isinstance(operation, dict) or not isinstance(operation.get("op"), str):
+        raise _MalformedOperation(_SHAPE)
+    if len(operation) > 1 + ("args" in operation):
+        extra = sorted(set(operation) - {"op", "args"})[0]
+        raise _invalid(extra, 'is not a field of an operation (use "op" and "args")')
+    signature = _SIGNATURES.get(operation["op"])
     if signature is None:
-        raise _unknown_operation(op)
-    values = signature.check_object(args, config)
-    if signature.session_at is not None:
-        _check_session_size(values[signature.session_at], "session", config)
-    return getattr(backend, op), values
+        raise _unknown_operation(operation["op"])
+    return signature, signature.check_object(operation.get("args", {}), config)
+
+
+def _check_session_sizes(sessions: list[tuple[int, Any]], config: Config) -> None:
+    if not sessions or len(_measure([session for _, session in sessions])) <= config.max_session_bytes:
+        return
+    for index, session in sessions:
+        try:
+            _check_session_size(session, "session", config)
+        except ApiError as exc:
+            raise exc.within(f"operations[{index}]") from None
 
 
 # -- authentication and bodies ------------------------------------------------------------
@@ -394,29 +502,19 @@ async def handle_batch(request: web.Request) -> web.Response:
             )
         if len(payload) > 1:
             raise _invalid(sorted(set(payload) - {"operations"})[0], "is not a field of a batch")
-        calls = []
-        for index, operation in enumerate(operations):
-            if not isinstance(operation, dict) or not isinstance(operation.get("op"), str):
-                raise _invalid(f"operations[{index}]", 'must be an object with "op" and "args"')
-            if len(operation) > 1 + ("args" in operation):
-                extra = sorted(set(operation) - {"op", "args"})[0]
-                raise _invalid(f"operations[{index}].{extra}", 'is not a field of an operation (use "op" and "args")')
-            try:
-                calls.append(prepare(backend, config, operation["op"], operation.get("args", {})))
-            except ApiError as exc:
-                raise exc.within(f"operations[{index}]") from None
+        calls = prepare_batch(backend, config, operations)
     except ApiError as exc:
         return _error(exc)
-    results: list[dict[str, Any]] = []
-    for outcome in await backend.run_batch(calls):
-        if isinstance(outcome, BackendUnavailable):
+    results = await backend.run_batch(calls)
+    errors: list[dict[str, Any]] = []
+    for index, outcome in enumerate(results):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, BackendUnavailable):
+                raise outcome
             error = _unavailable(outcome)
-            results.append({"error": error.as_json(), "status": error.status})
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        else:
-            results.append({"result": outcome})
-    return _json(200, {"results": results})
+            errors.append({"index": index, "status": error.status, "error": error.as_json()})
+            results[index] = None
+    return _json(200, {"results": results, "errors": errors})
 
 
 async def handle_not_found(request: web.Request) -> web.Response:

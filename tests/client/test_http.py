@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import push_protocol
-from push_client import PushClient, PushConnectionError, PushTimeoutError
+from push_client import PushClient, PushConnectionError, PushError, PushTimeoutError, PushUnavailableError
 
 from ..servers import TIMEOUT, PushServerProcess
 
@@ -326,6 +326,38 @@ def test_one_client_shared_by_threads(push_server: PushServerProcess) -> None:
     assert not errors, errors[0]
     pool = push._pool
     assert pool is not None and pool.num_connections <= 8
+
+
+# -- batch answers ---------------------------------------------------------------------------
+
+
+def test_batch_with_a_failed_operation(scripted: Any) -> None:
+    """An operation that failed raises its error at the end of the block and from its .value; the others keep theirs."""
+    body = json.dumps(
+        {"results": [None, 2], "errors": [{"index": 0, "status": 503, "error": {"code": "unavailable", "message": "down"}}]}
+    ).encode()
+    handler = answering(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    push = client(scripted(handler))
+    with pytest.raises(PushUnavailableError) as raised:
+        with push.batch() as batch:
+            online = batch.is_uid_online(7)
+            count = batch.get_all_client_count()
+    assert (raised.value.status, raised.value.code, raised.value.message) == (503, "unavailable", "down")
+    assert count.value == 2
+    with pytest.raises(PushUnavailableError):
+        online.value
+    # What went over the wire: the compact form.
+    assert json.loads(handler.bodies[0]) == {"operations": [["is_uid_online", 7], ["get_all_client_count"]]}
+
+
+def test_batch_answer_that_does_not_match_is_an_error(scripted: Any) -> None:
+    """A batch answer with the wrong number of results raises PushError rather than misassigning them."""
+    body = b'{"results": [1], "errors": []}'
+    server = scripted(answering(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body))
+    with pytest.raises(PushError):
+        with client(server).batch() as batch:
+            batch.get_all_client_count()
+            batch.get_all_uid_count()
 
 
 def test_request_is_signed_for_the_path_without_the_prefix(scripted: Any) -> None:

@@ -204,7 +204,7 @@ def test_a_server_that_never_answers_raises_push_timeout_error() -> None:
         assert clock.monotonic() - started < 3
 
 
-# -- the wire ------------------------------------------------------------------------------------
+# -- the batch endpoint on the wire ----------------------------------------------------------
 
 
 def test_nan_and_infinity_are_not_json(server: PushServerProcess) -> None:
@@ -215,6 +215,52 @@ def test_nan_and_infinity_are_not_json(server: PushServerProcess) -> None:
         assert_error(signed(server, path, body), 400, "bad_request", "not valid JSON")
     body = b'{"operations": [["set_session", "abc", {"x": NaN}]]}'
     assert_error(signed(server, push_protocol.BATCH_PATH, body), 400, "bad_request", "not valid JSON")
+
+
+def test_batch_answer_is_a_list_of_results(server: PushServerProcess) -> None:
+    """A batch is answered with one plain result per operation, in order, and no errors."""
+    body = {"operations": [["get_all_client_count"], {"op": "is_online", "args": {"client_id": "x"}}, ["get_session", "x"]]}
+    response = signed(server, push_protocol.BATCH_PATH, body)
+    assert response.status_code == 200
+    assert response.json() == {"results": [0, False, None], "errors": []}
+
+
+def test_oversized_session_in_a_batch_is_named(server: PushServerProcess) -> None:
+    """A session over the limit in a batch is 413 naming its operation, even before a later malformed one."""
+    big = {"k": "x" * (64 * 1024)}
+    fine = {"k": "x" * 100}
+    operations = [["set_session", "a", fine], ["update_session", "b", big], ["bind_uid", "c", ""]]
+    response = signed(server, push_protocol.BATCH_PATH, {"operations": operations})
+    assert_error(response, 413, "too_large", "operations[1].session:")
+    operations = [["set_session", "a", fine], ["bind_uid", "c", ""], ["update_session", "b", big]]
+    response = signed(server, push_protocol.BATCH_PATH, {"operations": operations})
+    assert_error(response, 400, "invalid_argument", "operations[1].uid:")
+    # Many sessions that are each within the limit are fine, whatever their total.
+    operations = [["set_session", f"c{i}", {"k": "x" * 60_000}] for i in range(3)]
+    assert signed(server, push_protocol.BATCH_PATH, {"operations": operations}).status_code == 200
+
+
+async def test_compact_named_and_integer_forms_agree(server: PushServerProcess, browsers: Any, push: PushClient) -> None:
+    """A compact batch (with integer uids, the general path) leaves the same state as named calls."""
+    import uuid
+
+    first, second = await browsers(), await browsers()
+    group = f"forms-{uuid.uuid4().hex[:8]}"
+    operations = [
+        ["bind_uid", first.client_id, 4242],
+        {"op": "bind_uid", "args": {"client_id": second.client_id, "uid": "4243"}},
+        ["join_group", first.client_id, group],
+        ["join_group", second.client_id, group],
+        ["set_session", first.client_id, {"n": 1}],
+        ["get_uid_list_by_group", group],
+        ["get_client_sessions_by_group", group],
+    ]
+    response = signed(server, push_protocol.BATCH_PATH, {"operations": operations})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert sorted(results[5]) == ["4242", "4243"]
+    assert results[6] == {first.client_id: {"n": 1}, second.client_id: {}}
+    assert push.get_uid_by_client_id(first.client_id) == "4242"
 
 
 def test_access_log_only_when_debugging(make_push_server: Any) -> None:

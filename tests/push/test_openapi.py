@@ -193,13 +193,30 @@ def test_arguments_match_operations(op: str) -> None:
 
 
 def test_batch_calls_cover_every_operation() -> None:
-    """The batch schema offers each operation once, with that operation's own argument schema."""
-    calls = [SCHEMAS[ref["$ref"].rsplit("/", 1)[-1]] for ref in SCHEMAS["BatchCall"]["oneOf"]]
-    assert [call["properties"]["op"]["const"] for call in calls] == OPERATIONS
-    for op, call in zip(OPERATIONS, calls):
+    """The batch schema offers each operation once in each form, with that operation's own arguments."""
+    assert SCHEMAS["BatchCall"]["oneOf"] == [
+        {"$ref": "#/components/schemas/CompactCall"},
+        {"$ref": "#/components/schemas/NamedCall"},
+    ]
+    named = [SCHEMAS[ref["$ref"].rsplit("/", 1)[-1]] for ref in SCHEMAS["NamedCall"]["oneOf"]]
+    assert [call["properties"]["op"]["const"] for call in named] == OPERATIONS
+    for op, call in zip(OPERATIONS, named):
         assert call["properties"]["args"] == {"$ref": f"#/components/schemas/{args_schema_name(op)}"}
         needs_args = any(not optional for _, optional in params(op))
         assert call["required"] == (["op", "args"] if needs_args else ["op"]), op
+    compact = [SCHEMAS[ref["$ref"].rsplit("/", 1)[-1]] for ref in SCHEMAS["CompactCall"]["oneOf"]]
+    assert [call["prefixItems"][0]["const"] for call in compact] == OPERATIONS
+    for op, call in zip(OPERATIONS, compact):
+        # The positions are the named arguments' properties, in their order and of their kinds.
+        kinds = [{k: v for k, v in prop.items() if k != "description"} for prop in SCHEMAS[args_schema_name(op)]["properties"].values()]
+        assert call["prefixItems"][1:] == kinds, op
+        assert call["minItems"] == 1 + sum(not optional for _, optional in params(op)), op
+        assert call["items"] is False
+
+
+def compact(op: str, args: dict[str, Any]) -> list[Any]:
+    """An operation's named arguments as a compact batch call (absent optional ones as null)."""
+    return [op, *(args.get(name) for name, _ in params(op))]
 
 
 def test_error_codes_match_push_protocol() -> None:
@@ -285,26 +302,50 @@ def test_example_request_is_accepted(server: PushServerProcess, op: str) -> None
     assert not errors, errors
 
 
-def test_batch_example_is_accepted(server: PushServerProcess) -> None:
-    """The batch endpoint's example is answered 200 with one result per operation."""
-    example = DOC["paths"][push_protocol.BATCH_PATH]["post"]["requestBody"]["content"]["application/json"]["examples"]
-    (body,) = (item["value"] for item in example.values())
-    response = signed_post(server, push_protocol.BATCH_PATH, body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    assert accepts("BatchAnswer", answer), answer
-    assert len(answer["results"]) == len(body["operations"])
+def test_batch_examples_are_accepted(server: PushServerProcess) -> None:
+    """The batch endpoint's examples (compact and named) are answered alike: 200 with one result per operation."""
+    examples = DOC["paths"][push_protocol.BATCH_PATH]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert set(examples) == {"compact", "named"}
+    answers = []
+    for example in examples.values():
+        body = example["value"]
+        response = signed_post(server, push_protocol.BATCH_PATH, body)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert accepts("BatchAnswer", answer), answer
+        assert len(answer["results"]) == len(body["operations"])
+        assert answer["errors"] == []
+        answers.append(answer)
+    assert answers[0] == answers[1]
 
 
-def test_every_operation_in_one_batch_is_accepted(server: PushServerProcess) -> None:
-    """A batch of every operation's example fits BatchRequest, runs, and each result fits its operation's schema."""
-    body = {"operations": [{"op": op, "args": request_example(op)} for op in OPERATIONS]}
+@pytest.mark.parametrize("form", ["compact", "named"])
+def test_every_operation_in_one_batch_is_accepted(server: PushServerProcess, form: str) -> None:
+    """A batch of every operation's example, in either form, fits BatchRequest, runs, and each result fits its operation's schema."""
+    if form == "compact":
+        operations: list[Any] = [compact(op, request_example(op)) for op in OPERATIONS]
+    else:
+        operations = [{"op": op, "args": request_example(op)} for op in OPERATIONS]
+    body = {"operations": operations}
     assert accepts("BatchRequest", body)
     response = signed_post(server, push_protocol.BATCH_PATH, body)
     assert response.status_code == 200, response.text
-    results = response.json()["results"]
-    for op, result in zip(OPERATIONS, results, strict=True):
-        assert accepts(answer_schema_name(op), result), (op, result)
+    answer = response.json()
+    assert accepts("BatchAnswer", answer) and answer["errors"] == []
+    for op, result in zip(OPERATIONS, answer["results"], strict=True):
+        assert accepts(answer_schema_name(op), {"result": result}), (op, result)
+
+
+def test_compact_calls_may_leave_out_trailing_optional_arguments(server: PushServerProcess) -> None:
+    """A compact call without its trailing optional arguments, or with them null, fits the schema and is accepted."""
+    message = {"text": "x"}
+    operations = [["send_to_all", message], ["send_to_all", message, None, None], ["send_to_all", message, None, []],
+                  ["close_client", "nobody-online"], ["send_to_group", "g", message]]
+    body = {"operations": operations}
+    assert accepts("BatchRequest", body)
+    response = signed_post(server, push_protocol.BATCH_PATH, body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"results": [None] * len(operations), "errors": []}
 
 
 async def test_answers_about_a_live_connection_fit_their_schemas(server: PushServerProcess) -> None:
@@ -366,6 +407,15 @@ def test_malformed_argument_is_refused(server: PushServerProcess, op: str, name:
     assert_refused(signed_post(server, push_protocol.operation_path(op), body), 400, name)
 
 
+@pytest.mark.parametrize(("op", "name", "value"), list(_malformed_cases()))
+def test_malformed_argument_in_a_compact_batch_call_is_refused(server: PushServerProcess, op: str, name: str, value: Any) -> None:
+    """The same malformed argument in a compact batch call is refused by the schema and answered 400 naming the operation and field."""
+    call = compact(op, {**request_example(op), name: value})
+    body = {"operations": [compact("get_all_client_count", {}), call]}
+    assert not accepts("BatchRequest", body)
+    assert_refused(signed_post(server, push_protocol.BATCH_PATH, body), 400, f"operations[1].{name}")
+
+
 @pytest.mark.parametrize("op", [op for op in OPERATIONS if any(not optional for _, optional in params(op))])
 def test_missing_or_null_required_argument_is_refused(server: PushServerProcess, op: str) -> None:
     """Leaving out (or sending null for) a required argument is refused by the schema and answered 400."""
@@ -421,12 +471,26 @@ def test_empty_body_counts_as_no_arguments(server: PushServerProcess) -> None:
         {"operations": [{"op": "ungroup", "args": None}]},
         {"operations": [{"op": "get_all_client_count"}, {"op": "bind_uid", "args": {"client_id": "abc", "uid": ""}}]},
         {"operations": [], "atomic": True},
+        {"operations": [[]]},
+        {"operations": [[1, "abc"]]},
+        {"operations": [["send_to_everyone"]]},
+        {"operations": [["bind_uid", "abc"]]},
+        {"operations": [["bind_uid", "abc", None]]},
+        {"operations": [["bind_uid", "abc", 42, "extra"]]},
+        {"operations": [["bind_uid", "abc", ""]]},
+        {"operations": [["set_session", "abc", []]]},
+        {"operations": [["get_all_client_count"], ["join_group", "abc", True]]},
+        {"operations": [["ungroup", "g"], {"op": "ungroup", "args": {"group": ""}}]},
     ],
 )
 def test_malformed_batch_is_refused(server: PushServerProcess, body: Any) -> None:
-    """A malformed batch is refused by the schema and answered 400, applying nothing."""
+    """A malformed batch, in either form, is refused by the schema and answered 400 naming the operation."""
     assert not accepts("BatchRequest", body)
-    assert_refused(signed_post(server, push_protocol.BATCH_PATH, body), 400)
+    response = signed_post(server, push_protocol.BATCH_PATH, body)
+    assert_refused(response, 400)
+    operations = body.get("operations")
+    if isinstance(operations, list) and operations and "atomic" not in body:
+        assert response.json()["error"]["message"].startswith(f"operations[{len(operations) - 1}]"), response.text
 
 
 def test_unknown_operation_is_404(server: PushServerProcess) -> None:
