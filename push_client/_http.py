@@ -74,14 +74,21 @@ def exchange(pool: urllib3.HTTPConnectionPool, request: bytes, timeout: float, w
             sock = conn.sock
             assert sock is not None
             sock.settimeout(timeout)
+            sent = True
             try:
                 sock.sendall(request)
-                first = sock.recv(_READ_SIZE)
             except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+                # The server may have answered before reading it all (a body
+                # over its hard limit) and closed: its answer may be waiting.
+                sent = False
+            try:
+                first = sock.recv(_READ_SIZE)
+            except (ConnectionResetError, ConnectionAbortedError):
                 first = b""
             if not first:
                 raise _Closed()
             status, body, keep = _read_answer(sock, first)
+            keep = keep and sent
             return status, body
         except _Closed as exc:
             if reused and attempt == 1:

@@ -11,12 +11,20 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 import pytest
 
 import push_protocol
-from push_client import PushClient, PushConnectionError, PushError, PushTimeoutError, PushUnavailableError
+from push_client import (
+    PushClient,
+    PushConnectionError,
+    PushError,
+    PushRequestError,
+    PushTimeoutError,
+    PushUnavailableError,
+)
 
 from ..servers import TIMEOUT, PushServerProcess
 
@@ -382,3 +390,22 @@ def test_request_is_signed_for_the_path_without_the_prefix(scripted: Any) -> Non
         headers[push_protocol.HEADER_TIMESTAMP], headers[push_protocol.HEADER_NONCE], headers[push_protocol.HEADER_SIGNATURE],
     )
     assert problem is None
+
+
+def test_answer_sent_before_the_body_was_read(scripted: Any) -> None:
+    """A server that refuses a large body after its head and closes still has its answer read."""
+    body = b'{"error": {"code": "too_large", "message": "body too big"}}'
+    answer = b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    def handle(conn: socket.socket, index: int) -> None:
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            buffer += conn.recv(65536)
+        conn.sendall(answer)
+        conn.shutdown(socket.SHUT_WR)
+        time.sleep(0.2)  # the client sees the answer before the unread body resets the connection
+
+    server = scripted(handle)
+    with pytest.raises(PushRequestError) as refused:
+        client(server).send_to_all("x" * (8 * 1024 * 1024))
+    assert (refused.value.status, refused.value.code) == (413, "too_large")
