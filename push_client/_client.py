@@ -259,8 +259,9 @@ class Batch(_Operations):
     """Calls queued and sent as one request when the ``with`` block ends.
 
     Each query returns a :class:`BatchResult` whose ``.value`` is filled in
-    when the batch is sent (the other calls return None, as on PushClient). The server checks every operation before it applies
-    any, so a malformed one refuses the whole batch and changes nothing. If an
+    when the batch is sent (the other calls return None, as on PushClient).
+    The server checks every operation before it applies any, so a malformed
+    one refuses the whole batch and changes nothing. If an
     operation fails while being applied (for example Redis went away), the
     others still run and the first failure is raised when the block ends.
 

@@ -35,7 +35,7 @@ import push_protocol
 from push_protocol import ErrorCode
 
 from . import frames
-from .backends.base import Backend, BackendUnavailable
+from .backends.base import Backend, BackendUnavailable, Call
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,6 @@ _CHECKERS: dict[str, Checker] = {
 #: Kinds whose common form is a short non-empty string, taken as is without a
 #: call to their checker (which still sees everything else: ints, errors).
 _ID_KINDS = frozenset({"client_id", "uid", "group"})
-
-#: A checked operation: the backend method and its arguments, not yet called.
-Call = tuple[Callable[..., Awaitable[Any]], list[Any]]
 
 
 class _Signature:

@@ -47,21 +47,26 @@ Call = tuple[Callable[..., Awaitable[Any]], list[Any]]
 _FRAME_ARGUMENT = {"send_to_all": 0, "send_to_client": 1, "send_to_uid": 1, "send_to_group": 1}
 
 
-def merge_pushes(calls: list[Call]) -> tuple[list[Call], list[int]]:
+def merge_pushes(calls: list[Call]) -> tuple[list[Call], list[int] | None]:
     """Merge runs of consecutive pushes that differ only in their frame.
 
     Returns the calls to make and, for each, how many of the given calls it
-    stands for. A batch of ten messages to one room becomes one push of ten
-    joined frames: the room's members are looked up once and every member gets
-    one buffer (written in one ``send()``) instead of ten. Nothing between the
+    stands for (None when nothing was merged and the calls are the given
+    ones). A batch of ten messages to one room becomes one push of ten joined
+    frames: the room's members are looked up once and every member gets one
+    buffer (written in one ``send()``) instead of ten. Nothing between the
     merged pushes can change who receives them, because they are consecutive.
     """
+    positions = [_FRAME_ARGUMENT.get(getattr(method, "__name__", "")) for method, _ in calls]
+    # Most batches (web_app's /bind: bind, join, set_session) hold no two
+    # pushes in a row: one cheap pass, and they run as they are.
+    if not any(a is not None and b is not None for a, b in zip(positions, positions[1:])):
+        return calls, None
     merged: list[Call] = []
     spans: list[int] = []
     run: list[bytes] = []
-    for method, values in calls:
-        position = _FRAME_ARGUMENT.get(getattr(method, "__name__", ""))
-        if merged and position is not None and run:
+    for (method, values), position in zip(calls, positions):
+        if position is not None and run:
             last_method, last_values = merged[-1]
             if last_method == method and all(
                 a == b for index, (a, b) in enumerate(zip(last_values, values)) if index != position
@@ -111,7 +116,7 @@ class Backend(abc.ABC):
         """
         merged, spans = merge_pushes(calls)
         outcomes = await self._run_calls(merged)
-        if len(merged) == len(calls):
+        if spans is None:
             return outcomes
         results: list[Any] = []
         for outcome, span in zip(outcomes, spans):
