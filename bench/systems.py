@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["Proc", "free_port", "wait_port", "pin", "start_redis", "start_push_server", "start_sio_server", "ROOT", "TMP"]
+__all__ = ["Proc", "free_port", "wait_port", "prioritize", "start_redis", "start_push_server", "start_sio_server", "ROOT", "TMP"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TMP = ROOT / "bench" / "results" / "tmp"
@@ -87,27 +87,28 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return user / _CLK_TCK, system / _CLK_TCK
 
 
-def pin(pids: Sequence[int], cpus: set[int]) -> bool:
-    """Run every thread of ``pids`` (and of their children) on ``cpus`` only; False if this machine cannot.
-
-    The benchmark gives the server under test a core of its own and the load
-    generator the others, so a latency is the server's and not the time it
-    waited while a generator worker held its core.
-    """
-    if not cpus or not hasattr(os, "sched_setaffinity"):
-        return False
+def _threads(pids: Sequence[int]) -> list[int]:
+    """Every thread of ``pids`` and of their children (scheduling settings are per thread on Linux)."""
+    found = []
     for pid in pids:
         for one in _tree(pid):
             try:
-                threads = [int(t) for t in os.listdir(f"/proc/{one}/task")]
+                found.extend(int(t) for t in os.listdir(f"/proc/{one}/task"))
             except OSError:
                 continue
-            for tid in threads:
-                try:
-                    os.sched_setaffinity(tid, cpus)
-                except OSError:
-                    pass
-    return True
+    return found
+
+
+def prioritize(pids: Sequence[int], nice: int) -> bool:
+    """Give every thread of ``pids`` (and of their children) the scheduling priority ``nice``; False if refused."""
+    done = False
+    for tid in _threads(pids):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+            done = True
+        except OSError:
+            pass
+    return done
 
 
 def rss_bytes(pid: int) -> int:
