@@ -11,6 +11,7 @@ import requests
 
 import push_protocol
 from push_client import PushAuthError, PushClient, PushConnectionError, PushRequestError
+from push_server.api import NONCE_CLOCK_SLACK, _nonce_ttl
 
 from ..servers import PushServerProcess
 
@@ -97,6 +98,16 @@ def test_replayed_request_is_refused(server: PushServerProcess) -> None:
     again = requests.post(server.api_url + path, data=body, headers=headers, timeout=5)
     assert first.status_code == 200
     assert_error(again, 401, "unauthorized", "replay")
+
+
+def test_a_nonce_is_kept_while_its_timestamp_is_accepted_and_not_much_longer() -> None:
+    """The nonce's lifetime follows its timestamp: the rest of the window plus the clock slack."""
+    window = push_protocol.SIGNATURE_WINDOW
+    now = time.time()
+    for sent, left in ((now, window), (now - window + 40, 40), (now + window, 2 * window)):
+        assert _nonce_ttl(str(int(sent))) == pytest.approx(left + NONCE_CLOCK_SLACK, abs=1.5)
+    # At the very edge of the window the nonce still outlives the request by the slack.
+    assert _nonce_ttl(str(int(now - window))) >= NONCE_CLOCK_SLACK
 
 
 def test_authentication_comes_before_validation(server: PushServerProcess) -> None:
