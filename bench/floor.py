@@ -25,10 +25,10 @@ import statistics
 import time
 from typing import Any
 
+from bench.systems import FIRST_NICE
+
 __all__ = ["send_floor"]
 
-#: As in the scenarios: the server under test (here, the sender) runs before the readers.
-SENDER_NICE = -10
 
 FRAME = b"\x81\x64" + b"x" * 100
 
@@ -94,7 +94,7 @@ def send_floor(calls: int = 200_000, peers: int = 1, repeats: int = 5) -> dict[s
     # over the load generator (see scenarios.isolate).
     before = os.getpriority(os.PRIO_PROCESS, 0)
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, SENDER_NICE)
+        os.setpriority(os.PRIO_PROCESS, 0, FIRST_NICE)
     except OSError:
         pass
     # Warm up the path (page faults, first allocations) before timing it.

@@ -402,11 +402,6 @@ class LoadGen:
             self._procs.append(proc)
 
     @property
-    def pids(self) -> list[int]:
-        """The worker processes' ids."""
-        return [proc.pid for proc in self._procs if proc.pid is not None]
-
-    @property
     def workers(self) -> int:
         """How many worker processes there are."""
         return len(self._procs)

@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from typing import Any
+from typing import Any, Callable
 
 from bench.loadgen import make_message
 
 __all__ = ["Pusher"]
+
+
+def _calls_for(seconds: float, call: Callable[[], Any]) -> dict[str, Any]:
+    """Make ``call`` one after the other for ``seconds``; how many, in how long."""
+    count = 0
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        call()
+        count += 1
+    return {"calls": count, "seconds": time.monotonic() - start}
 
 
 class _WebchatSide:
@@ -45,13 +56,7 @@ class _WebchatSide:
 
     def calls(self, seconds: float, client_id: str) -> dict[str, Any]:
         message = "x" * 100
-        count = 0
-        start = time.monotonic()
-        end = start + seconds
-        while time.monotonic() < end:
-            self.client.send_to_client(client_id, message)
-            count += 1
-        return {"calls": count, "seconds": time.monotonic() - start}
+        return _calls_for(seconds, lambda: self.client.send_to_client(client_id, message))
 
     def batched(self, seconds: float, client_ids: list[str], size: int) -> dict[str, Any]:
         # What web_app's /bind does for a browser, many browsers per request:
@@ -88,13 +93,7 @@ class _SocketioSide:
 
     def calls(self, seconds: float, client_id: str) -> dict[str, Any]:
         message = "x" * 100
-        count = 0
-        start = time.monotonic()
-        end = start + seconds
-        while time.monotonic() < end:
-            self.manager.emit("m", message, namespace="/", room=client_id)
-            count += 1
-        return {"calls": count, "seconds": time.monotonic() - start}
+        return _calls_for(seconds, lambda: self.manager.emit("m", message, namespace="/", room=client_id))
 
 
 def _pusher_main(pipe: Any, system: str, options: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -11,11 +12,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from bench.loadgen import MAX_PER_WORKER, LoadGen, make_message
 from bench.pusher import Pusher
-from bench.systems import (ROOT, TMP, Proc, free_port, prioritize, start_push_server, start_redis, start_sio_server,
+from bench.systems import (FIRST_NICE, ROOT, TMP, Proc, free_port, prioritize, start_push_server, start_redis, start_sio_server,
                            wait_port)
 
 __all__ = ["Config", "FULL", "QUICK", "Webchat", "Socketio", "run_core", "run_api_rate", "run_say", "run_cluster"]
@@ -144,12 +145,7 @@ class Socketio:
             proc.stop()
 
 
-#: The scheduling priority (nice) of the server under test and of the pusher in
-#: items 1-4; the load generator keeps the default (0).
-FIRST_NICE = -10
-
-
-def isolate(procs: list[Proc], lg: LoadGen, pusher: Pusher) -> bool:
+def isolate(procs: list[Proc], pusher: Pusher) -> bool:
     """Let the server under test and the pusher run before the load generator when they want a core.
 
     On 2 cores the generator costs about as much CPU per frame as the server,
@@ -164,6 +160,26 @@ def isolate(procs: list[Proc], lg: LoadGen, pusher: Pusher) -> bool:
     if len(procs) != 1:
         return False
     return prioritize([procs[0].pid, pusher.pid], FIRST_NICE)
+
+
+@contextlib.contextmanager
+def _rig(system_factory: Callable[[], Any], workers: int,
+         out: dict[str, Any]) -> Iterator[tuple[Any, LoadGen, Pusher]]:
+    """One system under test, a load generator with ``workers`` and a pusher; all stopped afterwards.
+
+    Records in ``out["prioritized"]`` whether the server and pusher got priority (see :func:`isolate`).
+    """
+    system = system_factory()
+    lg = LoadGen(workers=workers)
+    pusher = system.pusher()
+    out["prioritized"] = isolate(system.procs, pusher)
+    try:
+        yield system, lg, pusher
+        lg.close_all()
+    finally:
+        pusher.stop()
+        lg.stop()
+        system.stop()
 
 
 def _cpu(procs: list[Proc]) -> float:
@@ -246,13 +262,9 @@ def _guard(results: dict[str, Any], key: str, log: Callable[[str], None], fn: Ca
 def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
     """Items 1, 2, 3 and 6 against one server process (connections kept between them)."""
     out: dict[str, Any] = {}
-    system = system_factory()
-    lg = LoadGen(workers=4)
-    pusher = system.pusher()
-    out["prioritized"] = isolate(system.procs, lg, pusher)
     small, large = cfg.groups
     g_small, g_large = f"g{small}", f"g{large}"
-    try:
+    with _rig(system_factory, 4, out) as (system, lg, pusher):
         time.sleep(cfg.settle)
         base = _rss(system.procs)
 
@@ -306,22 +318,13 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
             return {"members": members, "without": without, "with": with_, "never_reader": lg.probe_stalled()}
 
         _guard(out, "slow_consumer", log, stall)
-        lg.close_all()
-    finally:
-        pusher.stop()
-        lg.stop()
-        system.stop()
     return out
 
 
 def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
     """Item 4: acknowledged calls/s from one thread, and batched operations/s."""
     out: dict[str, Any] = {}
-    system = system_factory()
-    lg = LoadGen(workers=1)
-    pusher = system.pusher()
-    out["prioritized"] = isolate(system.procs, lg, pusher)
-    try:
+    with _rig(system_factory, 1, out) as (system, lg, pusher):
         result = system.connect(lg, cfg.batch_size, [])
         _require(result, cfg.batch_size, "connect")
         ids = result["client_ids"]
@@ -336,11 +339,6 @@ def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[
         else:
             out["note"] = ("RedisManager.emit returns when Redis took the message: not acknowledged by the "
                            "server; python-socketio has no batch call")
-        lg.close_all()
-    finally:
-        pusher.stop()
-        lg.stop()
-        system.stop()
     return out
 
 

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["Proc", "free_port", "wait_port", "prioritize", "start_redis", "start_push_server", "start_sio_server", "ROOT", "TMP"]
+__all__ = ["FIRST_NICE", "Proc", "free_port", "wait_port", "prioritize", "start_redis", "start_push_server",
+           "start_sio_server", "ROOT", "TMP"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TMP = ROOT / "bench" / "results" / "tmp"
@@ -97,6 +98,11 @@ def _threads(pids: Sequence[int]) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+#: The scheduling priority (nice) of the server under test and of whatever
+#: drives it (the pusher; the floor's sender); the load generator keeps 0.
+FIRST_NICE = -10
 
 
 def prioritize(pids: Sequence[int], nice: int) -> bool:
