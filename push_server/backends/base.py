@@ -62,31 +62,25 @@ def merge_pushes(calls: list[Call]) -> tuple[list[Call], list[int] | None]:
     # pushes in a row: one cheap pass, and they run as they are.
     if not any(a is not None and b is not None for a, b in zip(positions, positions[1:])):
         return calls, None
-    merged: list[Call] = []
-    spans: list[int] = []
-    run: list[bytes] = []
-    for (method, values), position in zip(calls, positions):
-        if position is not None and run:
-            last_method, last_values = merged[-1]
+    # Each run: its first call, where the frame is among its arguments, and its frames.
+    runs: list[tuple[Call, int | None, list[bytes]]] = []
+    for call, position in zip(calls, positions):
+        method, values = call
+        if position is not None and runs:
+            (last_method, last_values), _, frames = runs[-1]
             if last_method == method and all(
                 a == b for index, (a, b) in enumerate(zip(last_values, values)) if index != position
             ):
-                run.append(values[position])
-                spans[-1] += 1
+                frames.append(values[position])
                 continue
-        if len(run) > 1:
-            _join_frames(merged[-1], run)
-        run = [values[position]] if position is not None else []
-        merged.append((method, list(values)))
-        spans.append(1)
-    if len(run) > 1:
-        _join_frames(merged[-1], run)
-    return merged, spans
-
-
-def _join_frames(call: Call, frames_: list[bytes]) -> None:
-    method, values = call
-    values[_FRAME_ARGUMENT[getattr(method, "__name__", "")]] = b"".join(frames_)
+        runs.append((call, position, [] if position is None else [values[position]]))
+    merged: list[Call] = []
+    for (method, values), position, frames in runs:
+        if position is not None and len(frames) > 1:
+            values = list(values)
+            values[position] = b"".join(frames)
+        merged.append((method, values))
+    return merged, [max(1, len(frames)) for _, _, frames in runs]
 
 
 class Backend(abc.ABC):
