@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from bench.loadgen import MAX_PER_WORKER, LoadGen, make_message
 from bench.pusher import Pusher
-from bench.systems import (FIRST_NICE, ROOT, TMP, Proc, free_port, prioritize, start_push_server, start_redis, start_sio_server,
+from bench.systems import (FIRST_NICE, LAST_NICE, ROOT, TMP, Proc, free_port, prioritize, start_push_server, start_redis, start_sio_server,
                            wait_port)
 
 __all__ = ["Config", "FULL", "QUICK", "Webchat", "Socketio", "run_core", "run_api_rate", "run_say", "run_cluster"]
@@ -145,20 +145,23 @@ class Socketio:
             proc.stop()
 
 
-def isolate(procs: list[Proc], pusher: Pusher) -> bool:
+def isolate(procs: list[Proc], pusher: Pusher, lg: LoadGen) -> bool:
     """Let the server under test and the pusher run before the load generator when they want a core.
 
-    On 2 cores the generator costs about as much CPU per frame as the server,
+    On 2 cores the generator needs about as much CPU per frame as the server,
     so at equal priority it keeps taking the server's core: a fan-out then
     waits for a generator worker to yield, and its latency measures the
-    scheduler. Browsers are on other machines in production. With priority,
-    the server is never preempted by the generator, and the generator still
-    has both cores whenever the server is idle (pinning it to one core instead
-    made it the bottleneck at 5,000 recipients). Needs root; False if refused.
-    With several servers (the cluster item) nothing is changed.
+    scheduler. Browsers are on other machines in production. So the server and
+    the pusher get nice FIRST_NICE and the generator's workers LAST_NICE; the
+    generator still has both cores whenever the server is idle (pinning it to
+    one core instead made it the bottleneck at 5,000 recipients, and
+    SCHED_IDLE workers were starved long enough to cost TCP retransmissions).
+    Raising a priority needs root; False if refused. With several servers
+    (the cluster item) nothing is changed.
     """
     if len(procs) != 1:
         return False
+    prioritize(lg.pids, LAST_NICE)
     return prioritize([procs[0].pid, pusher.pid], FIRST_NICE)
 
 
@@ -172,7 +175,7 @@ def _rig(system_factory: Callable[[], Any], workers: int,
     system = system_factory()
     lg = LoadGen(workers=workers)
     pusher = system.pusher()
-    out["prioritized"] = isolate(system.procs, pusher)
+    out["prioritized"] = isolate(system.procs, pusher, lg)
     try:
         yield system, lg, pusher
         lg.close_all()

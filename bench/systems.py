@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["FIRST_NICE", "Proc", "free_port", "wait_port", "prioritize", "start_redis", "start_push_server",
+__all__ = ["FIRST_NICE", "LAST_NICE", "Proc", "free_port", "wait_port", "prioritize", "start_redis", "start_push_server",
            "start_sio_server", "ROOT", "TMP"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,8 +101,10 @@ def _threads(pids: Sequence[int]) -> list[int]:
 
 
 #: The scheduling priority (nice) of the server under test and of whatever
-#: drives it (the pusher; the floor's sender); the load generator keeps 0.
+#: drives it (the pusher; the floor's sender).
 FIRST_NICE = -10
+#: The load generator's workers: they take whatever CPU the server leaves.
+LAST_NICE = 19
 
 
 def prioritize(pids: Sequence[int], nice: int) -> bool:
