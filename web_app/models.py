@@ -9,6 +9,7 @@ may point at PostgreSQL instead (``postgresql://`` URLs are driven by psycopg 3)
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Base", "User", "Room", "Message", "Image", "init_db", "get_db", "insert_unique", "database_url", "utcnow", "isoformat"]
+__all__ = ["Base", "User", "Room", "Message", "Image", "create_tables", "init_db", "get_db", "insert_unique", "database_url", "utcnow", "isoformat"]
 
 NAME_MAX = 32
 ROOM_NAME_MAX = 64
@@ -164,16 +165,35 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+#: Attempts at creating the missing tables while other processes may be doing the same.
+SCHEMA_ATTEMPTS = 6
+
+
+def create_tables(engine: Engine) -> None:
+    """Create any missing tables, even when other workers start at the same moment.
+
+    gunicorn boots its workers together, and each creates what is missing: on
+    a new database one of them wins, and the others fail on a table that was
+    not there when they looked ("already exists") or on a new SQLite file
+    being switched to WAL ("database is locked"). A failed attempt looks
+    again once the winner is done; only a lasting failure is raised (and a
+    worker that cannot boot makes gunicorn stop, so it must be rare).
+    """
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            Base.metadata.create_all(engine)
+            return
+        except SQLAlchemyError:
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
+            log.info("creating tables raced another process (attempt %d); looking again", attempt, exc_info=True)
+            time.sleep(0.1 * attempt)
+
+
 def init_db(app: Flask) -> None:
     """Create the app's engine and any missing tables."""
     engine = _make_engine(database_url(app.config.get("DATABASE_URL"), app.instance_path))
-    try:
-        Base.metadata.create_all(engine)
-    except SQLAlchemyError:
-        # Two workers starting together may race to create the same table; the
-        # loser finds it there on a second look.
-        log.info("creating tables raced another process; checking again", exc_info=True)
-        Base.metadata.create_all(engine)
+    create_tables(engine)
     app.extensions["webchat_db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_db)
 
