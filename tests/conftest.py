@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from .servers import ROOT, TIMEOUT, PushServerProcess, RedisServer, free_port
+from .servers import ROOT, TIMEOUT, PushServerProcess, RedisServer, free_port, started_redis
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -18,11 +18,8 @@ __all__ = ["TIMEOUT", "free_port"]
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A redis-server of the suite's own, on a free port (the test may stop and restart it)."""
-    if not RedisServer.available():
-        pytest.skip("redis-server is not installed (test.sh installs it)")
-    server = RedisServer().start()
-    yield server
-    server.stop()
+    with started_redis() as server:
+        yield server
 
 
 @pytest.fixture

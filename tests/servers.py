@@ -6,6 +6,7 @@ can also stop, kill and restart them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -15,7 +16,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,3 +152,15 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(TIMEOUT)
+
+
+@contextlib.contextmanager
+def started_redis() -> Iterator[RedisServer]:
+    """A redis-server started for the caller and killed afterwards; skips the test when none is installed."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed (test.sh installs it)")
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
 
-from ..servers import TIMEOUT, PushServerProcess, RedisServer
+from ..servers import PushServerProcess, RedisServer, started_redis
+from ..ws_client import Browser
 
 #: Lease timeout of the tests that kill or freeze a node, so deaths are noticed quickly.
 NODE_TIMEOUT = 2.0
 #: Lease timeout of the others: long enough that a busy shared CI machine never
 #: makes a live node miss its lease (and get reaped) in the middle of a test.
 RELAXED_NODE_TIMEOUT = 10.0
-
-
-class Browser:
-    """A WebSocket client as a page would be: connects, reads frames."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, client_id: str) -> None:
-        self.ws = ws
-        self.client_id = client_id
-
-    @property
-    def node(self) -> str:
-        """The node the client is connected to (client ids start with it)."""
-        return self.client_id.split(".", 1)[0]
-
-    async def text(self, timeout: float = TIMEOUT) -> str:
-        """The next text frame (heartbeat pings are skipped)."""
-        while True:
-            message = await self.ws.receive(timeout=timeout)
-            assert message.type == aiohttp.WSMsgType.TEXT, message
-            if message.data != '{"type":"ping"}':
-                return str(message.data)
-
-    async def json(self, timeout: float = TIMEOUT) -> Any:
-        """The next text frame, parsed as JSON."""
-        return json.loads(await self.text(timeout))
-
-    async def nothing(self, within: float = 0.3) -> None:
-        """Assert that no data frame arrives for a little while."""
-        try:
-            value = await self.text(timeout=within)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(f"unexpected frame: {value}")
 
 
 @pytest.fixture
@@ -61,11 +28,8 @@ def prefix() -> str:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server for this test alone: it may stop and restart it."""
-    if not RedisServer.available():
-        pytest.skip("redis-server is not installed")
-    server = RedisServer().start()
-    yield server
-    server.stop()
+    with started_redis() as server:
+        yield server
 
 
 @pytest.fixture
@@ -95,18 +59,16 @@ def nodes(make_push_server: type[PushServerProcess]) -> Callable[..., list[PushS
 async def browsers() -> AsyncIterator[Callable[..., Any]]:
     """Open browsers: ``await browsers(node)`` → Browser, after its ``init``."""
     async with aiohttp.ClientSession() as session:
-        opened: list[aiohttp.ClientWebSocketResponse] = []
+        opened: list[Browser] = []
 
         async def open_browser(server: PushServerProcess) -> Browser:
-            ws = await session.ws_connect(server.ws_url)
-            opened.append(ws)
-            init = json.loads((await ws.receive(timeout=TIMEOUT)).data)
-            assert init["type"] == "init"
-            return Browser(ws, init["client_id"])
+            browser = await Browser.open(session, server.ws_url)
+            opened.append(browser)
+            return browser
 
         yield open_browser
-        for ws in opened:
-            await ws.close()
+        for browser in opened:
+            await browser.close()
 
 
 async def call(server: PushServerProcess, method: str, *args: Any, **kwargs: Any) -> Any:

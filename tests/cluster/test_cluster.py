@@ -15,7 +15,7 @@ import pytest
 
 from push_client import PushUnavailableError
 
-from ..servers import ROOT, TEST_SECRET, TIMEOUT, PushServerProcess, RedisServer
+from ..servers import ROOT, TEST_SECRET, TIMEOUT, RedisServer
 from .conftest import NODE_TIMEOUT, call, eventually
 
 pytestmark = pytest.mark.timeout(60)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import importlib.util
-import json
 import os
 import socket
 import uuid
@@ -15,6 +13,7 @@ import aiohttp
 import pytest
 
 from ..servers import TIMEOUT, PushServerProcess, RedisServer
+from ..ws_client import Browser
 
 # "asyncio" is the memory backend on asyncio's own event loop: the server picks
 # uvloop when it is installed, and both loops must keep the contract.
@@ -62,40 +61,6 @@ def name() -> Any:
     return lambda label="": f"{prefix}-{label}"
 
 
-class Browser:
-    """A WebSocket client as a page would be: connects, reads frames."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, init: dict[str, Any]) -> None:
-        self.ws = ws
-        self.init = init
-        self.client_id: str = init["client_id"]
-
-    async def receive(self, timeout: float = TIMEOUT) -> aiohttp.WSMessage:
-        """The next data frame (heartbeat pings are skipped)."""
-        while True:
-            message = await self.ws.receive(timeout=timeout)
-            if message.type == aiohttp.WSMsgType.TEXT and message.data == '{"type":"ping"}':
-                continue
-            return message
-
-    async def json(self, timeout: float = TIMEOUT) -> Any:
-        """The next frame, which must be JSON text."""
-        message = await self.receive(timeout)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        return json.loads(message.data)
-
-    async def nothing(self, within: float = 0.3) -> None:
-        """Assert that no data frame arrives for a little while."""
-        try:
-            message = await self.receive(timeout=within)
-        except asyncio.TimeoutError:
-            return
-        raise AssertionError(f"unexpected frame: {message}")
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
 @pytest.fixture
 async def browsers(server: PushServerProcess) -> AsyncIterator[Any]:
     """Open browsers on the module's server: ``await browsers()`` → Browser."""
@@ -103,11 +68,7 @@ async def browsers(server: PushServerProcess) -> AsyncIterator[Any]:
         opened: list[Browser] = []
 
         async def open_browser(target: PushServerProcess = server, query: str = "", **kwargs: Any) -> Browser:
-            ws = await session.ws_connect(target.ws_url + query, **kwargs)
-            first = await ws.receive(timeout=TIMEOUT)
-            init = json.loads(first.data)
-            assert init["type"] == "init"
-            browser = Browser(ws, init)
+            browser = await Browser.open(session, target.ws_url + query, **kwargs)
             opened.append(browser)
             return browser
 
