@@ -55,7 +55,9 @@ def test_two_browsers_chat(windows: Windows, live: Live) -> None:
     image = alice.locator("#messages img.chat-image")
     expect(image).to_have_count(1)
     expect(image).to_have_attribute("alt", "dot.png")
-    alice.wait_for_function("document.querySelector('#messages img.chat-image').naturalWidth === 4")
+    # Loaded and decoded (a locator assertion: the page's CSP forbids the eval a
+    # string predicate in wait_for_function needs once it has to poll).
+    expect(image).to_have_js_property("naturalWidth", 4)
 
     bob.close()
     expect(alice.locator("#messages li.notice", has_text="bob left")).to_have_count(1)
