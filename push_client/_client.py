@@ -48,13 +48,9 @@ def _str_or_none(value: Any) -> str | None:
 class _Operations:
     """Every API operation as a method, written once for PushClient and Batch.
 
-    Subclasses decide what a call does through ``_op``/``_do`` (``_call`` with
-    named arguments): PushClient sends it at once, Batch queues it.
+    Subclasses decide what a call does through ``_op``/``_do``: PushClient
+    sends it at once, Batch queues it.
     """
-
-    def _call(self, op: str, args: dict[str, Any], convert: Callable[[Any], Any] | None = None) -> Any:
-        """Call ``op`` with named arguments (those left out are absent)."""
-        raise NotImplementedError
 
     def _op(self, op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> Any:
         """Call ``op`` with its arguments in the order of push_protocol.OPERATIONS (None: absent)."""
@@ -284,12 +280,6 @@ class Batch(_Operations):
     def _do(self, op: str, values: tuple[Any, ...]) -> None:
         self._operations.append((op, *values))
 
-    def _call(self, op: str, args: dict[str, Any], convert: Callable[[Any], Any] | None = None) -> BatchResult:
-        result = BatchResult(self._sent, len(self._operations), convert)
-        self._operations.append({"op": op, "args": args})
-        self._results.append(result)
-        return result
-
     def __len__(self) -> int:
         return len(self._operations)
 
@@ -410,13 +400,11 @@ class PushClient(_Operations):
         """A context manager whose calls go to the server as one request."""
         return Batch(self)
 
-    def _call(self, op: str, args: dict[str, Any], convert: Callable[[Any], Any] | None = None) -> Any:
+    def _op(self, op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> Any:
+        # One operation travels with named arguments; an absent one is left out.
+        args = {name: value for name, value in zip(_NAMES[op], values) if value is not None}
         result = self._request(_PATHS[op], args)["result"]
         return result if convert is None else convert(result)
-
-    def _op(self, op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None) -> Any:
-        args = {name: value for name, value in zip(_NAMES[op], values) if value is not None}
-        return self._call(op, args, convert)
 
     def _do(self, op: str, values: tuple[Any, ...]) -> None:
         self._op(op, values)

@@ -334,7 +334,7 @@ async def test_a_malformed_batch_changes_nothing(browsers: Any, push: PushClient
     batch = push.batch()
     batch.join_group(browser.client_id, group)
     batch.send_to_group(group, "must not arrive")
-    batch._call("bind_uid", {"client_id": browser.client_id, "uid": {"not": "an id"}})
+    batch._op("bind_uid", (browser.client_id, {"not": "an id"}))
     with pytest.raises(PushRequestError) as refused:
         await call(batch.send)
     assert refused.value.status == 400
