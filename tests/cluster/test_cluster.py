@@ -235,17 +235,22 @@ async def test_workers_share_the_ports_as_one_cluster(redis_server: RedisServer,
     assert not _children(server.process.pid)
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent, ...); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _children(pid: int) -> set[int]:
     """The live child processes of ``pid`` (from /proc)."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
+            fields = _stat(int(entry))
+            if fields is not None and int(fields[1]) == pid and fields[0] != "Z":
                 found.add(int(entry))
     return found
 
@@ -363,14 +368,7 @@ async def test_workers_stop_when_their_parent_dies(redis_server: RedisServer, pr
     server.kill()
 
     async def all_gone() -> bool:
-        return not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in workers)
+        # Gone, or a zombie waiting for its (killed) parent's reaper.
+        return all((fields := _stat(pid)) is None or fields[0] == "Z" for pid in workers)
 
     await eventually(all_gone, timeout=TIMEOUT * 2)
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
