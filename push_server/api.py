@@ -35,7 +35,7 @@ from aiohttp.abc import AbstractAccessLogger
 import push_protocol
 from push_protocol import ErrorCode
 
-from . import frames
+from .websocket import frames
 from .backends.base import Backend, BackendUnavailable, Call
 from .config import Config
 

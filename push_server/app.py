@@ -16,11 +16,12 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from . import api, frames
+from . import api
+from .websocket import frames
 from .backends.base import Backend
 from .config import Config
-from .connections import Connections
-from .ws import ClientConnection, ListenerContext
+from .websocket.connections import Connections
+from .websocket.listener import ClientConnection, ListenerContext
 
 log = logging.getLogger(__name__)
 

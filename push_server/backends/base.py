@@ -3,7 +3,7 @@
 The WebSocket side (``ws.py``) and the API (``api.py``) only talk to a Backend,
 so a single process (``MemoryBackend``) and a cluster (``RedisBackend``) are
 interchangeable. A backend owns the cluster-wide state; the node's own sockets
-are in :class:`~push_server.connections.Connections`, which the backend is given
+are in :class:`~push_server.websocket.connections.Connections`, which the backend is given
 at :meth:`start` and uses to deliver locally.
 
 Conventions every implementation keeps:
@@ -23,10 +23,10 @@ import abc
 import secrets
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
-from .. import frames
+from ..websocket import frames
 
 if TYPE_CHECKING:
-    from ..connections import Connections
+    from ..websocket.connections import Connections
 
 Session = dict[str, Any]
 

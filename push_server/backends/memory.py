@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .. import frames
+from ..websocket import frames
 from .base import Backend, Session, leave_frame, unique
 from .local import LocalState
 

@@ -46,14 +46,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import frames
+from ..websocket import frames
 from ..config import Config
 from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
 from .local import LocalState
 from .redis_lua import SCRIPT
 
 if TYPE_CHECKING:
-    from ..connections import Connections
+    from ..websocket.connections import Connections
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from push_server.connections import HEARTBEAT_FRAMES, Connections
+from push_server.websocket.connections import HEARTBEAT_FRAMES, Connections
 
 
 class Transport:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Iterable
 from . import frames
 
 if TYPE_CHECKING:
-    from .ws import ClientConnection
+    from .listener import ClientConnection
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, cast
 import push_protocol
 
 from . import frames, handshake
-from .backends.base import BackendUnavailable
+from ..backends.base import BackendUnavailable
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .config import Config
+    from ..backends.base import Backend
+    from ..config import Config
     from .connections import Connections
 
 log = logging.getLogger(__name__)
