@@ -23,6 +23,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from . import auth, chat, rooms
 from .errors import init_errors
+from .logs import init_logging
 from .models import init_db
 from .push import init_push, ws_url
 
@@ -87,6 +88,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     _init_sessions(app)
     CSRFProtect(app)
+    init_logging()
     init_errors(app)
     init_db(app)
     init_push(app)

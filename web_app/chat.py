@@ -21,8 +21,8 @@ from push_client import PushError
 from .auth import current_user, login_required
 from .errors import ApiError, json_api, request_data
 from .images import EXTENSIONS, sniff_image_type
-from .models import CONTENT_MAX, Image, Message, User, get_db
-from .push import get_push, room_group
+from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
+from .push import get_push, push_keyed, room_group
 from .rooms import get_room
 
 log = logging.getLogger(__name__)
@@ -149,11 +149,15 @@ def _recipient(data: Any, me: User, default: str | None = None) -> tuple[str, Us
 def _deliver(message: Message) -> ResponseReturnValue:
     """Push a stored message to its room or its two parties, and answer the caller."""
     payload = message.to_dict()
+    # Keyed by the stored message: a push retried after an ambiguous failure
+    # (here or in push_client) is applied once, cluster-wide.
+    key = f"msg:{message.id}"
     try:
+        push = get_push()
         if message.type == "to":
-            get_push().send_to_uid([payload["to_uid"], payload["uid"]], payload)
+            push_keyed(push.send_to_uid, [payload["to_uid"], payload["uid"]], payload, key=key)
         else:
-            get_push().send_to_group(room_group(message.room_id), payload)
+            push_keyed(push.send_to_group, room_group(message.room_id), payload, key=key)
     except PushError as exc:
         log.error("message %s was stored but not pushed: %s", message.id, exc)
         return (
@@ -178,12 +182,10 @@ def say() -> ResponseReturnValue:
         raise ApiError(400, f"content must be at most {CONTENT_MAX} characters")
     room = get_room(int_field(data, "room_id") or 0)
     kind, target = _recipient(data, me)
-    db = get_db()
     message = Message(
         room_id=room.id, user_id=me.id, type=kind, to_id=target.id if target else None, kind="text", content=content
     )
-    db.add(message)
-    db.commit()
+    store_message(get_db(), message)
     return _deliver(message)
 
 
@@ -226,9 +228,8 @@ def upload_image(room_id: int) -> ResponseReturnValue:
     db.add(image)
     db.flush()
     message.image_id = image.id
-    db.add(message)
     # Image and message are committed together: neither exists without the other.
-    db.commit()
+    store_message(db, message)
     return _deliver(message)
 
 

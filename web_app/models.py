@@ -23,6 +23,10 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
+    inspect,
+    select,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -30,7 +34,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Base", "User", "Room", "Message", "Image", "create_tables", "init_db", "get_db", "insert_unique", "database_url", "utcnow", "isoformat"]
+__all__ = [
+    "Base", "User", "Room", "Message", "Image", "create_tables", "init_db", "get_db", "insert_unique",
+    "store_message", "conversation_of", "database_url", "utcnow", "isoformat",
+]
 
 NAME_MAX = 32
 ROOM_NAME_MAX = 64
@@ -95,11 +102,33 @@ class Image(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+#: The conversation of a room's public messages (private ones are "<low uid>:<high uid>").
+PUBLIC = "all"
+
+
+def conversation_of(kind: str, user_id: int, to_id: int | None) -> str:
+    """The sequence a message is numbered in, within its room: the public one, or one per pair of users."""
+    if kind != "to" or to_id is None:
+        return PUBLIC
+    low, high = sorted((user_id, to_id))
+    return f"{low}:{high}"
+
+
 class Message(Base):
-    """A chat message: public (``type`` "all") or private (``type`` "to", with ``to_id``); text or image."""
+    """A chat message: public (``type`` "all") or private (``type`` "to", with ``to_id``); text or image.
+
+    ``seq`` numbers the messages of one conversation (``conversation``: the
+    room's public messages, or one pair of users' private messages in the
+    room) 1, 2, 3… with no holes, so a page that holds seq n of a
+    conversation and is given n + 2 knows it missed one (docs/delivery.md).
+    Messages stored before the column existed have none.
+    """
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_room_id_id", "room_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_room_id_id", "room_id", "id"),
+        Index("ix_messages_room_conversation_seq", "room_id", "conversation", "seq", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
@@ -110,6 +139,8 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    conversation: Mapped[str | None] = mapped_column(String(48))
+    seq: Mapped[int | None] = mapped_column()
 
     user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
     to_user: Mapped[User | None] = relationship(foreign_keys=[to_id], lazy="joined")
@@ -125,6 +156,8 @@ class Message(Base):
             "content": self.content,
             "created_at": isoformat(self.created_at),
         }
+        if self.seq is not None:
+            data["seq"] = self.seq
         # A private message says who it is for, so the sender's own page can show it.
         if self.type == "to" and self.to_user is not None:
             data["to_uid"] = self.to_user.uid
@@ -133,6 +166,28 @@ class Message(Base):
             data["kind"] = "image"
             data["url"] = f"/images/{self.image_id}"
         return data
+
+
+def store_message(db: Session, message: Message) -> None:
+    """Number ``message`` in its conversation and commit it (with whatever else ``db`` holds).
+
+    The room's row is locked first (PostgreSQL; SQLite lets one writer in at a
+    time anyway), so that, within a room, messages are numbered and given their
+    ids in the order they commit: two gunicorn workers never take one seq, and
+    a reader that has seen id n will never later find a smaller id appear
+    (what the catch-up's ``after=`` relies on).
+    """
+    message.conversation = conversation_of(message.type, message.user_id, message.to_id)
+    # FOR NO KEY UPDATE: it still lets other rows refer to the room meanwhile.
+    db.execute(select(Room.id).where(Room.id == message.room_id).with_for_update(key_share=True))
+    # One statement computes and inserts: atomic on SQLite even without the lock.
+    message.seq = (  # type: ignore[assignment]
+        select(func.coalesce(func.max(Message.seq), 0) + 1)
+        .where(Message.room_id == message.room_id, Message.conversation == message.conversation)
+        .scalar_subquery()
+    )
+    db.add(message)
+    db.commit()
 
 
 def database_url(url: str | None, instance_path: str) -> str:
@@ -182,12 +237,27 @@ def create_tables(engine: Engine) -> None:
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
             Base.metadata.create_all(engine)
+            _add_delivery_columns(engine)
             return
         except SQLAlchemyError:
             if attempt == SCHEMA_ATTEMPTS:
                 raise
             log.info("creating tables raced another process (attempt %d); looking again", attempt, exc_info=True)
             time.sleep(0.1 * attempt)
+
+
+def _add_delivery_columns(engine: Engine) -> None:
+    """Give a messages table made before sequences existed its two columns and their index."""
+    columns = {column["name"] for column in inspect(engine).get_columns("messages")}
+    if "seq" in columns:
+        return
+    log.info("adding the conversation and seq columns to an existing messages table")
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE messages ADD COLUMN conversation VARCHAR(48)"))
+        conn.execute(text("ALTER TABLE messages ADD COLUMN seq INTEGER"))
+    for index in Message.__table__.indexes:
+        if index.name == "ix_messages_room_conversation_seq":
+            index.create(engine, checkfirst=True)
 
 
 def init_db(app: Flask) -> None:

@@ -47,7 +47,8 @@ async def test_two_users_chat(live: Live, session: aiohttp.ClientSession) -> Non
     for ws in (alice_ws, bob_ws):
         frame = await receive_until(ws, is_chat)
         assert frame == stored
-    assert set(stored) == {"type", "id", "room_id", "uid", "uname", "content", "created_at"}
+    assert set(stored) == {"type", "id", "room_id", "uid", "uname", "content", "created_at", "seq"}
+    assert stored["seq"] == 1
     assert (stored["type"], stored["room_id"], stored["uid"], stored["uname"], stored["content"]) == (
         "all", room_id, alice.uid, "alice", "hi bob",
     )

@@ -52,7 +52,7 @@ def test_message_has_the_spec_shape(member: Visitor) -> None:
     room_id = member.create_room()
     content = "héllo <b>&amp;</b> 👋\nsecond line"
     message = _say(member, room_id, content)
-    assert set(message) == {"type", "id", "room_id", "uid", "uname", "content", "created_at"}
+    assert set(message) == {"type", "id", "room_id", "uid", "uname", "content", "created_at", "seq"}
     assert message["type"] == "all"
     assert message["room_id"] == room_id
     assert message["uid"] == member.uid
