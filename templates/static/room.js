@@ -1,10 +1,12 @@
 // The room page: one WebSocket to the push server for what arrives, AJAX to the
 // web app for everything we do (bind, say, flush, history, images).
 //
-// Flow: load recent history → connect → on "init" POST /bind → fetch anything
-// newer than the last message we have. When the socket drops, reconnect with
-// exponential backoff and jitter and do the same again, so messages sent while
-// we were away are fetched rather than lost.
+// Flow: load recent history → connect → on "init" POST /bind → catch up from
+// the last contiguous position. When the socket drops, reconnect with
+// exponential backoff and jitter and do the same again. What we hold and how
+// we find what we missed follows docs/delivery.md: every message carries its
+// conversation's seq, a hole in a seq is a gap, and a catch-up fetches
+// everything after a cursor that only a complete catch-up moves.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", function () {
@@ -29,10 +31,9 @@ document.addEventListener("DOMContentLoaded", function () {
 
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_CAP_MS = 15000;
-  const PAGE = 200;
 
   const rendered = new Map(); // message id → its <li>
-  let lastId = 0; // the highest message id we have shown
+  let maxShown = 0; // the highest message id in the list (for placing the others)
   let members = null; // {uid: name} from the last flush; null until the first
   let target = null; // {uid, name} while writing privately
   let socket = null;
@@ -65,7 +66,6 @@ document.addEventListener("DOMContentLoaded", function () {
   function renderMessage(msg) {
     // Private messages reach every tab of their two parties, whatever room it
     // shows: only this room's belong here.
-    if (!msg || typeof msg.id !== "number" || msg.room_id !== roomId || rendered.has(msg.id)) return;
     const mine = String(msg.uid) === myUid;
     const item = el("li", "message");
     item.dataset.id = String(msg.id);
@@ -110,7 +110,7 @@ document.addEventListener("DOMContentLoaded", function () {
     stickToBottom(function () {
       // Keep messages in id order even when a pushed one and a fetched page cross.
       let before = null;
-      if (msg.id < lastId) {
+      if (msg.id < maxShown) {
         for (const node of list.querySelectorAll("li.message")) {
           if (Number(node.dataset.id) > msg.id) { before = node; break; }
         }
@@ -118,7 +118,7 @@ document.addEventListener("DOMContentLoaded", function () {
       list.insertBefore(item, before);
     });
     rendered.set(msg.id, item);
-    lastId = Math.max(lastId, msg.id);
+    maxShown = Math.max(maxShown, msg.id);
   }
 
   function renderMembers() {
@@ -173,21 +173,21 @@ document.addEventListener("DOMContentLoaded", function () {
     status.textContent = text;
   }
 
-  // -- history ----------------------------------------------------------------
+  // -- history and delivery (templates/static/delivery.js, docs/delivery.md) --
+
+  const delivery = webchat.delivery({
+    roomId: roomId,
+    myUid: myUid,
+    show: renderMessage,
+    fetchAfter: function (after, limit) {
+      return webchat.request("GET", "/rooms/" + roomId + "/messages?after=" + after + "&limit=" + limit);
+    },
+  });
+  const catchUp = delivery.catchUp;
 
   async function loadRecent() {
     const result = await webchat.request("GET", "/rooms/" + roomId + "/messages?limit=50");
-    if (result.ok) result.data.messages.forEach(renderMessage);
-  }
-
-  async function catchUp() {
-    // Page forward until a short page says we are current.
-    for (;;) {
-      const result = await webchat.request("GET", "/rooms/" + roomId + "/messages?after=" + lastId + "&limit=" + PAGE);
-      if (!result.ok) return;
-      result.data.messages.forEach(renderMessage);
-      if (result.data.messages.length < PAGE) return;
-    }
+    if (result.ok) delivery.start(result.data.messages);
   }
 
   // -- the connection -----------------------------------------------------------
@@ -232,7 +232,12 @@ document.addEventListener("DOMContentLoaded", function () {
         break;
       case "all":
       case "to":
-        renderMessage(frame);
+        delivery.receiveLive(frame);
+        break;
+      case "resync":
+        // The push server may have dropped pushes (docs/delivery.md): fetch
+        // what we missed, on the socket we have.
+        catchUp();
         break;
       case "flush":
         applyMembers(frame.users_list);
@@ -284,13 +289,15 @@ document.addEventListener("DOMContentLoaded", function () {
 
   function handleSent(result) {
     if (result.ok) {
-      renderMessage(result.data.message);
+      delivery.receiveLive(result.data.message);
       return true;
     }
     if (result.data && result.data.stored) {
-      // Stored but not pushed: ours to show; the others fetch it when they reconnect.
-      renderMessage(result.data.message);
+      // Stored but not pushed: ours to show; the others fetch it when they
+      // reconnect. Pushes to us may be failing too: catch up now.
+      delivery.receive(result.data.message);
       notice("Saved, but live delivery failed: others will see it when they reconnect.");
+      catchUp();
       return true;
     }
     webchat.showError(composerError, result.data.error || "could not send");
