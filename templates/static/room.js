@@ -304,19 +304,44 @@ document.addEventListener("DOMContentLoaded", function () {
     return false;
   }
 
+  let sending = false; // a /say is on its way
+  let sendAgain = false; // Enter was pressed meanwhile
+
+  // Sends what the composer holds. Only the text that was sent is taken out
+  // of the composer, when the answer says it is stored: what was typed while
+  // it was on its way stays. One send at a time: Enter pressed meanwhile
+  // (the button is disabled, Enter is not) sends what is left afterwards, so
+  // pressing it twice stores the message once.
   async function say() {
+    if (sending) {
+      sendAgain = true;
+      return;
+    }
     const text = content.value;
     if (!text.trim()) return;
     webchat.showError(composerError, "");
     const message = { room_id: roomId, type: target ? "to" : "all", content: text };
     if (target) message.to_uid = target.uid;
+    sending = true;
+    sendAgain = false;
     send.disabled = true;
-    const result = await webchat.request("POST", "/say", message);
-    send.disabled = false;
-    if (handleSent(result)) {
-      content.value = "";
-      autoGrow();
+    let result;
+    try {
+      result = await webchat.request("POST", "/say", message);
+    } finally {
+      sending = false;
+      send.disabled = false;
     }
+    if (handleSent(result)) {
+      if (content.value.startsWith(text)) content.value = content.value.slice(text.length);
+      autoGrow();
+      if (sendAgain) {
+        sendAgain = false;
+        say();
+        return;
+      }
+    }
+    sendAgain = false;
     content.focus();
   }
 
