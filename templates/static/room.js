@@ -63,9 +63,9 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
+  // Puts one message in the list, in id order; delivery.js calls it once per
+  // message of this room (it drops duplicates and other rooms' messages).
   function renderMessage(msg) {
-    // Private messages reach every tab of their two parties, whatever room it
-    // shows: only this room's belong here.
     const mine = String(msg.uid) === myUid;
     const item = el("li", "message");
     item.dataset.id = String(msg.id);

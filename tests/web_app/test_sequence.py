@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from web_app.models import _make_engine, create_tables, database_url
 from web_app.push import push_keyed
 
 from .conftest import Visitor
-from .live import HttpUser, LiveServer, make_app
+from .live import TINY_PNG, HttpUser, LiveServer, make_app
 
 DATABASES = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -54,6 +55,11 @@ def test_public_and_private_messages_are_numbered_per_conversation(new_visitor: 
     # Bob sees the public ones and his own conversation, with the seqs they were pushed with.
     bob_history = bob.get(f"/rooms/{room}/messages").json["messages"]
     assert [m["content"] for m in bob_history] == ["p1", "to alice 1", "to bob 2", "p2"]
+    # An image is a message like any other: the next public seq.
+    upload = bob.post(f"/rooms/{room}/images", data={"file": (io.BytesIO(TINY_PNG), "dot.png")},
+                      content_type="multipart/form-data")
+    assert upload.status_code == 502, upload.json
+    assert (upload.json["message"]["kind"], upload.json["message"]["seq"]) == ("image", 3)
 
 
 @DATABASES
