@@ -249,12 +249,12 @@ def create_tables(engine: Engine) -> None:
 def _add_delivery_columns(engine: Engine) -> None:
     """Give a messages table made before sequences existed its two columns and their index."""
     columns = {column["name"] for column in inspect(engine).get_columns("messages")}
-    if "seq" in columns:
-        return
-    log.info("adding the conversation and seq columns to an existing messages table")
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE messages ADD COLUMN conversation VARCHAR(48)"))
-        conn.execute(text("ALTER TABLE messages ADD COLUMN seq INTEGER"))
+    if "seq" not in columns:
+        log.info("adding the conversation and seq columns to an existing messages table")
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE messages ADD COLUMN conversation VARCHAR(48)"))
+            conn.execute(text("ALTER TABLE messages ADD COLUMN seq INTEGER"))
+    # Also when another worker added the columns and has not made the index yet.
     for index in Message.__table__.indexes:
         if index.name == "ix_messages_room_conversation_seq":
             index.create(engine, checkfirst=True)
