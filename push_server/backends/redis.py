@@ -53,7 +53,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..websocket import frames
@@ -145,6 +145,9 @@ class RedisBackend(Backend):
         #: Commands issued this tick, sent together by _execute.
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._node_channel = (self.prefix + "node:" + self.node_id).encode()
+        self._epoch_key = self.prefix + "epoch"
+        #: Set when a command finds Redis in another epoch: reconnect at once.
+        self._stale = asyncio.Event()
         self._all_channel = (self.prefix + "all").encode()
         #: True while connected (the node's own upkeep may run, e.g. a resync).
         self._linked = False
@@ -177,7 +180,7 @@ class RedisBackend(Backend):
             ord(kind): handler
             for kind, handler in {
                 "c": self._on_clients, "u": self._on_uids, "g": self._on_groups, "a": self._on_all,
-                "W": self._on_not_whole, "w": lambda h, p: self._gate_changed.set(),
+                "W": self._on_not_whole, "w": lambda h, p: self._gate_changed.set(), "H": self._on_holder,
                 "L": self._on_leave, "k": self._on_close,
                 "b": lambda h, p: self.mirror.bind(h[0], h[1]), "B": lambda h, p: self.mirror.unbind(h[0]),
                 "j": lambda h, p: self.mirror.join(h[0], h[1]), "l": lambda h, p: self.mirror.leave(h[0], h[1]),
@@ -278,14 +281,22 @@ class RedisBackend(Backend):
     async def _execute(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            results = await self._send(batch)
-            if any(isinstance(result, NoScriptError) for result in results):
+            epoch, results = await self._send(batch)
+            if epoch == self._epoch and any(isinstance(result, NoScriptError) for result in results):
                 # Redis restarted under us and lost the script: load it and
                 # run again what failed (a NOSCRIPT command did nothing).
                 await self._redis.script_load(SCRIPT)
                 again = [(item, index) for index, (item, result) in enumerate(zip(batch, results)) if isinstance(result, NoScriptError)]
-                for (_, index), result in zip(again, await self._send([item for item, _ in again])):
+                epoch, redone = await self._send([item for item, _ in again])
+                for (_, index), result in zip(again, redone):
                     results[index] = result
+            if epoch != self._epoch:
+                # This Redis is not the one this node joined: it lost its state
+                # (restarted empty, flushed) and this node has not noticed yet.
+                # Its answers would undercount, so none is given; the
+                # supervisor reconnects and writes the state back.
+                self._stale.set()
+                results = [BackendUnavailable("Redis lost the cluster's state; this node is writing its clients back")] * len(batch)
         except BaseException as exc:
             # Whatever went wrong (Redis, the network, a bad argument, a bug),
             # every request of this tick gets an answer: none may hang.
@@ -305,24 +316,27 @@ class RedisBackend(Backend):
             if future.done():
                 continue  # its caller gave up (a cancelled request)
             result = results[index] if index < len(results) else BackendUnavailable("Redis: no reply")
-            if isinstance(result, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)):
+            if isinstance(result, BackendUnavailable):
+                future.set_exception(BackendUnavailable(*result.args))
+            elif isinstance(result, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)):
                 future.set_exception(BackendUnavailable(f"Redis: {type(result).__name__}"))
             elif isinstance(result, Exception):
                 future.set_exception(result)
             else:
                 future.set_result(result)
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:
-        """Send commands in one round trip; errors of single commands come back as results."""
-        if len(batch) == 1:
-            try:
-                return [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
-            except ResponseError as exc:
-                return [exc]
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> tuple[str, list[Any]]:
+        """Send commands in one round trip; Redis's epoch and each command's result (or error).
+
+        The epoch is read first, on the same connection: if it is this node's,
+        the Redis that ran the commands is the one the node joined.
+        """
         pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command("GET", self._epoch_key)
         for args, _ in batch:
             pipe.execute_command(*args)
-        return list(await pipe.execute(raise_on_error=False))
+        epoch, *results = await pipe.execute(raise_on_error=False)
+        return ("" if epoch is None or isinstance(epoch, Exception) else _text(epoch)), results
 
     async def _guard(self, call: Awaitable[Any]) -> Any:
         try:
@@ -368,10 +382,14 @@ class RedisBackend(Backend):
             await pubsub.subscribe(self._node_channel, self._all_channel)
             await self._redis.script_load(SCRIPT)
             lost = await self._join()
+            self._stale.clear()
             self._linked = True
             # The lease is kept and messages are read while the state is written
             # back: a big node's resync may take longer than its lease.
-            tasks = {loop.create_task(self._keep_lease()), loop.create_task(self._listen(pubsub)), loop.create_task(self._watch_gate())}
+            tasks = {
+                loop.create_task(self._keep_lease()), loop.create_task(self._listen(pubsub)),
+                loop.create_task(self._watch_gate()), loop.create_task(self._watch_epoch()),
+            }
             syncing = loop.create_task(self._write_back(lost))
             tasks.add(syncing)
             while True:
@@ -446,12 +464,23 @@ class RedisBackend(Backend):
                 await self._gate_changed.wait()
             self._gate_changed.clear()
 
+    async def _watch_epoch(self) -> None:
+        await self._stale.wait()
+        log.warning("Redis lost the cluster's state; reconnecting to write this node's clients back")
+        raise BackendUnavailable("Redis is in another epoch")
+
     def _on_not_whole(self, _header: Any, _payload: bytes) -> None:
         """A node found its state lost and is writing it back: answer 503 until it has."""
         if self._whole:
             log.warning("a node is writing its clients back; answering 503 until the cluster is whole")
         self._whole = False
         self._gate_changed.set()
+
+    def _on_holder(self, header: Any, _payload: bytes) -> None:
+        """A node got its first client: one to wait for if Redis loses everything."""
+        node = header[0]
+        if node != self.node_id and node not in self._known:
+            self._known.append(node)
 
     def _became_up(self) -> None:
         """The node serves again: say so in the log and to its clients if they were told it was lost."""

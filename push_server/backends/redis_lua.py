@@ -37,7 +37,8 @@ Keys (``P`` is the prefix; ``N`` a node id; a client id is ``N.<random>``):
 =====================  ======  ===============================================
 
 Channels: ``P node:N`` (one per node) and ``P all`` (``send_to_all``, and the
-``W`` / ``w`` notes that the cluster stopped or may have become whole). A
+``W`` / ``w`` notes that the cluster stopped or may have become whole, ``H``
+when a node gets its first client). A
 message is one kind byte, a JSON header, ``\\n``, then a payload (a ready
 WebSocket frame or a session's JSON). JSON never contains a raw newline, so
 the first ``\\n`` ends the header.
@@ -171,8 +172,13 @@ end
 
 if op == 'register' then
   local cid, uid = ARGV[3], ARGV[4]
+  local node = node_of(cid)
   redis.call('SADD', P .. 'clients', cid)
-  redis.call('SADD', P .. 'nc:' .. node_of(cid), cid)
+  redis.call('SADD', P .. 'nc:' .. node, cid)
+  -- A node's first client: every node learns it now holds clients (see 'join').
+  if redis.call('SCARD', P .. 'nc:' .. node) == 1 then
+    redis.call('PUBLISH', P .. 'all', 'H' .. cjson.encode({node}) .. '\n')
+  end
   if uid ~= '' then bind(cid, uid) end
   return 1
 
