@@ -100,8 +100,9 @@ def _join(server: PushServerProcess, client_ids: list[str]) -> None:
 class Pusher:
     """Pushes ``{"n": k}`` to :data:`GROUP` for k = 0, 1, ... in order, through ``servers`` in turn.
 
-    Each message is retried (on the next node) after every 503 until one
-    answers 200; only then is it acknowledged and the next one sent.
+    Each message is retried (on the next node, backing off from 20 ms to
+    400 ms) after every 503 until one answers 200; only then is it
+    acknowledged and the next one sent.
     """
 
     def __init__(self, servers: list[PushServerProcess], interval: float, give_up: float = 60.0) -> None:
@@ -120,6 +121,7 @@ class Pusher:
             while not self.stop.is_set():
                 target = number % len(clients)
                 deadline = time.monotonic() + self.give_up
+                pause = 0.02
                 while True:
                     try:
                         clients[target].send_to_group(GROUP, {"n": number})
@@ -129,7 +131,9 @@ class Pusher:
                         if time.monotonic() > deadline:
                             raise
                         target = (target + 1) % len(clients)
-                        time.sleep(0.02)
+                        # Backing off as a real caller would (doubling, capped).
+                        time.sleep(pause)
+                        pause = min(pause * 2, 0.4)
                 self.acked.append(number)
                 number += 1
                 time.sleep(self.interval)
