@@ -181,6 +181,7 @@ class RedisBackend(Backend):
             for kind, handler in {
                 "c": self._on_clients, "u": self._on_uids, "g": self._on_groups, "a": self._on_all,
                 "W": self._on_not_whole, "w": lambda h, p: self._gate_changed.set(), "H": self._on_holder,
+                "R": lambda h, p: self._known.remove(h[0]) if h[0] in self._known else None,
                 "L": self._on_leave, "k": self._on_close,
                 "b": lambda h, p: self.mirror.bind(h[0], h[1]), "B": lambda h, p: self.mirror.unbind(h[0]),
                 "j": lambda h, p: self.mirror.join(h[0], h[1]), "l": lambda h, p: self.mirror.leave(h[0], h[1]),

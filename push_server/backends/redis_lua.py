@@ -38,7 +38,7 @@ Keys (``P`` is the prefix; ``N`` a node id; a client id is ``N.<random>``):
 
 Channels: ``P node:N`` (one per node) and ``P all`` (``send_to_all``, and the
 ``W`` / ``w`` notes that the cluster stopped or may have become whole, ``H``
-when a node gets its first client). A
+when a node gets its first client, ``R`` when one retires). A
 message is one kind byte, a JSON header, ``\\n``, then a payload (a ready
 WebSocket frame or a session's JSON). JSON never contains a raw newline, so
 the first ``\\n`` ends the header.
@@ -397,6 +397,8 @@ elseif op == 'retire' then
   redis.call('DEL', P .. 'nc:' .. me, P .. 'lease:' .. me)
   redis.call('SREM', P .. 'nodes', me)
   waiting(me)
+  -- Gone for good: no node is to wait for it if Redis loses everything.
+  redis.call('PUBLISH', P .. 'all', 'R' .. cjson.encode({me}) .. '\n')
   return 1
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -153,3 +153,18 @@ async def test_a_pipeline_that_raises_fails_every_request_of_its_tick(redis_serv
         assert await backend.get_all_client_count() == 0  # the next tick is served
     finally:
         await backend.stop()
+
+
+async def test_a_node_stopped_cleanly_is_not_awaited(own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+    """A node that retired (SIGTERM) just before Redis lost everything is not waited for: the others answer at once."""
+    a, b = nodes(own_redis, prefix, 2)  # node timeout 10 s: waiting for B would take that long
+    alice, bob = await browsers(a), await browsers(b)
+    for page in (alice, bob):
+        await call(a, "join_group", page.client_id, "room")
+    b.stop()
+    assert await alice.json() == {"type": "leave", "group": "room", "uid": None}
+    own_redis.stop()
+    own_redis.start()
+    assert await alice.json() == LOST
+    assert await alice.json(timeout=TIMEOUT) == RESTORED
+    assert await call(a, "get_client_count_by_group", "room") == 1
