@@ -52,15 +52,14 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from ..websocket import frames
 from ..config import Config
 from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
 from .local import LocalState
 from .redis_lua import SCRIPT
+from .redis_pipeline import TickPipeline
 
 if TYPE_CHECKING:
     from ..websocket.connections import Connections
@@ -142,12 +141,10 @@ class RedisBackend(Backend):
         )
         self._script = self._redis.register_script(SCRIPT)
         self._script_sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
-        #: Commands issued this tick, sent together by _execute.
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._node_channel = (self.prefix + "node:" + self.node_id).encode()
-        self._epoch_key = self.prefix + "epoch"
         #: Set when a command finds Redis in another epoch: reconnect at once.
         self._stale = asyncio.Event()
+        self._pipe = TickPipeline(self._redis, self.prefix + "epoch", self._stale.set)
         self._all_channel = (self.prefix + "all").encode()
         #: True while connected (the node's own upkeep may run, e.g. a resync).
         self._linked = False
@@ -158,8 +155,6 @@ class RedisBackend(Backend):
         #: The nodes ``waiting`` held when last read (for the 503 message).
         self._waiting: list[str] = []
         self._gate_changed = asyncio.Event()
-        #: The cluster epoch this node last joined ('' before its first join).
-        self._epoch = ""
         #: The other nodes that held clients when last seen: the ones to wait
         #: for if this node is the first back to a Redis that lost everything.
         self._known: list[str] = []
@@ -169,7 +164,6 @@ class RedisBackend(Backend):
         self._supervisor: asyncio.Task[None] | None = None
         #: Reapings of dead nodes, cancelled at stop.
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._inflight: set[asyncio.Task[None]] = set()
         self._backoff = BACKOFF_FIRST
         self._down_logged = False
         # Nonces claimed while Redis was away: checked locally meanwhile and
@@ -239,9 +233,7 @@ class RedisBackend(Backend):
 
     # -- talking to Redis ----------------------------------------------------------------
     # Commands are not sent one by one: every command issued in one event-loop
-    # tick goes out in one pipeline (one round trip, one write), in the order
-    # issued. Concurrent API requests, and a batch whose operations are started
-    # together, thereby share round trips; a lone command is sent as it is.
+    # tick goes out in one pipeline, checked against the epoch (see redis_pipeline).
 
     async def _call(self, op: str, *args: str | bytes) -> Any:
         """Run one operation of the script; BackendUnavailable if Redis cannot be reached."""
@@ -267,77 +259,7 @@ class RedisBackend(Backend):
         return self._enqueue(*args)
 
     def _enqueue(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((args, future))
-        if len(self._pending) == 1:
-            # The task's first step runs after everything already scheduled in
-            # this tick, so it finds all the commands issued meanwhile.
-            task = loop.create_task(self._execute())
-            # Kept referenced until done; never cancelled (its callers wait on it).
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return future
-
-    async def _execute(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            epoch, results = await self._send(batch)
-            if epoch == self._epoch and any(isinstance(result, NoScriptError) for result in results):
-                # Redis restarted under us and lost the script: load it and
-                # run again what failed (a NOSCRIPT command did nothing).
-                await self._redis.script_load(SCRIPT)
-                again = [(item, index) for index, (item, result) in enumerate(zip(batch, results)) if isinstance(result, NoScriptError)]
-                epoch, redone = await self._send([item for item, _ in again])
-                for (_, index), result in zip(again, redone):
-                    results[index] = result
-            if epoch != self._epoch:
-                # This Redis is not the one this node joined: it lost its state
-                # (restarted empty, flushed) and this node has not noticed yet.
-                # Its answers would undercount, so none is given; the
-                # supervisor reconnects and writes the state back.
-                self._stale.set()
-                results = [BackendUnavailable("Redis lost the cluster's state; this node is writing its clients back")] * len(batch)
-        except BaseException as exc:
-            # Whatever went wrong (Redis, the network, a bad argument, a bug),
-            # every request of this tick gets an answer: none may hang.
-            if isinstance(exc, (RedisError, OSError)):
-                reason = f"Redis: {type(exc).__name__}"
-            else:
-                if isinstance(exc, Exception):
-                    log.exception("a Redis pipeline of %d command(s) failed", len(batch))
-                reason = f"Redis pipeline failed: {type(exc).__name__}"
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(BackendUnavailable(reason))
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for index, (_, future) in enumerate(batch):
-            if future.done():
-                continue  # its caller gave up (a cancelled request)
-            result = results[index] if index < len(results) else BackendUnavailable("Redis: no reply")
-            if isinstance(result, BackendUnavailable):
-                future.set_exception(BackendUnavailable(*result.args))
-            elif isinstance(result, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)):
-                future.set_exception(BackendUnavailable(f"Redis: {type(result).__name__}"))
-            elif isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> tuple[str, list[Any]]:
-        """Send commands in one round trip; Redis's epoch and each command's result (or error).
-
-        The epoch is read first, on the same connection: if it is this node's,
-        the Redis that ran the commands is the one the node joined.
-        """
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.execute_command("GET", self._epoch_key)
-        for args, _ in batch:
-            pipe.execute_command(*args)
-        epoch, *results = await pipe.execute(raise_on_error=False)
-        return ("" if epoch is None or isinstance(epoch, Exception) else _text(epoch)), results
+        return self._pipe.enqueue(*args)
 
     async def _guard(self, call: Awaitable[Any]) -> Any:
         try:
@@ -422,12 +344,12 @@ class RedisBackend(Backend):
         until each has written its clients back or let its deadline lapse.
         """
         ttl_ms = str(int(self.config.node_timeout * 1000))
-        args = ["join", self.prefix, self.node_id, ttl_ms, self._epoch, secrets.token_urlsafe(9),
+        args = ["join", self.prefix, self.node_id, ttl_ms, self._pipe.epoch, secrets.token_urlsafe(9),
                 "1" if self.mirror.clients else "0", *self._known]
         epoch, lost, holders = await self._guard(self._script(args=args))
-        if self._epoch and _text(epoch) != self._epoch:
+        if self._pipe.epoch and _text(epoch) != self._pipe.epoch:
             log.warning("Redis lost the cluster's state (new epoch); writing this node's clients back")
-        self._epoch = _text(epoch)
+        self._pipe.epoch = _text(epoch)
         self._remember(holders)
         return bool(lost)
 
