@@ -21,7 +21,7 @@ from bench import report, scenarios
 from bench.floor import send_floor
 from bench.systems import ROOT, start_redis
 
-ITEMS = ("floor", "core", "api", "say", "cluster")
+ITEMS = ("floor", "core", "api", "say", "cluster", "faults")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         log("send() floor")
         results["send_floor"] = {"one_peer": send_floor(cfg.floor_calls, 1),
                                  "many_peers": send_floor(cfg.floor_calls, 1000 if not args.quick else 100)}
+    if "faults" in items:
+        log("faults: delivery under faults, counted (webchat only)")
+        from bench.faults import run_faults
+
+        results["faults"] = run_faults(cfg.faults_pages, cfg.faults_messages, log)
     for system in systems:
         out = results["systems"][system]
         if "core" in items:
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {args.out / stem}.json, .md, .png")
     failed = [f"{s}.{k}" for s, data in results["systems"].items() for k, v in data.items()
               if isinstance(v, dict) and "error" in v]
+    failed += [f"faults.{k}" for k, v in results.get("faults", {}).items() if "error" in v]
     if failed:
         log(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

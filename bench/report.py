@@ -133,6 +133,10 @@ def table(results: dict[str, Any]) -> str:
         for key, entry in (_get(results, "systems", system) or {}).items():
             if isinstance(entry, dict) and "error" in entry and key not in ("say", "cluster"):
                 notes.append(f"- {system} {key}: failed — {entry['error']}")
+    if results.get("faults"):
+        from bench.faults import table as faults_table
+
+        lines += faults_table(results["faults"])
     if notes:
         lines += ["", *notes]
     lines += ["", "| target | measured | met |", "|---|---:|:---:|"]

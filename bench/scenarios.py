@@ -42,6 +42,8 @@ class Config:
     cluster_messages: int          # item 7: pushes to everyone
     settle: float                  # seconds to let a server settle before reading its RSS
     floor_calls: int
+    faults_pages: int = 500        # faults item: pages over 3 nodes
+    faults_messages: int = 600     # faults item: numbered messages of the node-kill stream
 
 
 FULL = Config(idle=(5000, 10000), groups=(1000, 5000), burst_frames=200_000, paced_count=200, paced_interval=0.05,
@@ -50,7 +52,8 @@ FULL = Config(idle=(5000, 10000), groups=(1000, 5000), burst_frames=200_000, pac
               floor_calls=300_000)
 QUICK = Config(idle=(200, 400), groups=(50, 200), burst_frames=4_000, paced_count=20, paced_interval=0.02,
                paced_max_seconds=3, stall_group=50, api_seconds=0.3, batch_size=100, say_members=5, say_count=10,
-               cluster_nodes=2, cluster_connections=400, cluster_messages=2, settle=0.3, floor_calls=20_000)
+               cluster_nodes=2, cluster_connections=400, cluster_messages=2, settle=0.3, floor_calls=20_000,
+               faults_pages=30, faults_messages=150)
 
 
 def percentile(values: list[float], q: float) -> float:

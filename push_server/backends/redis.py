@@ -25,6 +25,16 @@ How it fits together (docs/cluster.md has the picture):
   clients (from the mirror). The node reconnects with capped backoff and then
   writes its clients back (:meth:`RedisBackend.resync`): after a Redis restart
   that lost everything, the cluster is whole again within seconds.
+- **No answer from a partial cluster.** Redis keeps an ``epoch``; a node that
+  finds it gone (Redis lost everything) names, atomically, every node it last
+  saw holding clients in ``waiting``. Until that set is empty (each node clears
+  its own entry once its clients are written back; an entry lapses after a
+  lease) every node answers 503, so no push is acknowledged that misses the
+  clients of a node not back yet, and no query undercounts.
+- **Pages are told.** A node that loses Redis sends its own clients
+  ``{"type":"resync","reason":"redis_lost"}`` (pushes from other nodes may be
+  lost meanwhile), and ``"redis_restored"`` once its state is written back and
+  the cluster answers again: the page catches up without reconnecting.
 """
 
 from __future__ import annotations
@@ -42,15 +52,14 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from ..websocket import frames
 from ..config import Config
 from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
 from .local import LocalState
 from .redis_lua import SCRIPT
+from .redis_pipeline import TickPipeline
 
 if TYPE_CHECKING:
     from ..websocket.connections import Connections
@@ -68,6 +77,14 @@ START_WAIT = 10.0
 #: Clients per script call when reaping a dead node or writing state back:
 #: big enough to be quick, small enough not to stall Redis for long.
 CHUNK = 500
+#: How often a node that waits for the cluster to be whole again reads the
+#: waiting set (entries lapse by deadline; being emptied is announced at once).
+GATE_POLL = 0.2
+
+#: The frames this node sends its own clients when pushes may have been lost
+#: (Redis gone) and when it is whole again: the page then catches up.
+RESYNC_LOST = frames.encode_json({"type": "resync", "reason": "redis_lost"})
+RESYNC_RESTORED = frames.encode_json({"type": "resync", "reason": "redis_restored"})
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -124,20 +141,29 @@ class RedisBackend(Backend):
         )
         self._script = self._redis.register_script(SCRIPT)
         self._script_sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
-        #: Commands issued this tick, sent together by _execute.
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._node_channel = (self.prefix + "node:" + self.node_id).encode()
+        #: Set when a command finds Redis in another epoch: reconnect at once.
+        self._stale = asyncio.Event()
+        self._pipe = TickPipeline(self._redis, self.prefix + "epoch", self._stale.set)
         self._all_channel = (self.prefix + "all").encode()
-        #: True while Redis is reachable and this node's state is written back:
-        #: API operations are served.
-        self.up = False
         #: True while connected (the node's own upkeep may run, e.g. a resync).
         self._linked = False
+        #: True once this connection has written the node's state back.
+        self._synced = False
+        #: True while no node is awaited in ``waiting``: the cluster is whole.
+        self._whole = False
+        #: The nodes ``waiting`` held when last read (for the 503 message).
+        self._waiting: list[str] = []
+        self._gate_changed = asyncio.Event()
+        #: The other nodes that held clients when last seen: the ones to wait
+        #: for if this node is the first back to a Redis that lost everything.
+        self._known: list[str] = []
+        #: True from a lost connection until the clients are told it is restored.
+        self._owe_restored = False
         self._ready = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         #: Reapings of dead nodes, cancelled at stop.
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._inflight: set[asyncio.Task[None]] = set()
         self._backoff = BACKOFF_FIRST
         self._down_logged = False
         # Nonces claimed while Redis was away: checked locally meanwhile and
@@ -148,6 +174,8 @@ class RedisBackend(Backend):
             ord(kind): handler
             for kind, handler in {
                 "c": self._on_clients, "u": self._on_uids, "g": self._on_groups, "a": self._on_all,
+                "W": self._on_not_whole, "w": lambda h, p: self._gate_changed.set(), "H": self._on_holder,
+                "R": lambda h, p: self._known.remove(h[0]) if h[0] in self._known else None,
                 "L": self._on_leave, "k": self._on_close,
                 "b": lambda h, p: self.mirror.bind(h[0], h[1]), "B": lambda h, p: self.mirror.unbind(h[0]),
                 "j": lambda h, p: self.mirror.join(h[0], h[1]), "l": lambda h, p: self.mirror.leave(h[0], h[1]),
@@ -158,6 +186,23 @@ class RedisBackend(Backend):
         }
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        """True while API operations are served: linked, state written back, cluster whole."""
+        return self._linked and self._synced and self._whole
+
+    def _unavailable(self) -> BackendUnavailable:
+        """Why an operation cannot be served now (the API answers 503 with this text)."""
+        if not self._linked:
+            return BackendUnavailable("Redis is unreachable")
+        if not self._synced:
+            return BackendUnavailable("this node is writing its clients back to Redis; try again shortly")
+        waiting = ", ".join(self._waiting) or "none"
+        return BackendUnavailable(
+            "the cluster is not whole yet: Redis lost its state and node(s) "
+            f"{waiting} have not written their clients back (at most {self.config.node_timeout:g} s); try again shortly"
+        )
 
     async def start(self, connections: Connections) -> None:
         await super().start(connections)
@@ -181,7 +226,6 @@ class RedisBackend(Backend):
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
-        self.up = False
         await self._redis.aclose()
 
     def new_client_id(self) -> str:
@@ -189,9 +233,7 @@ class RedisBackend(Backend):
 
     # -- talking to Redis ----------------------------------------------------------------
     # Commands are not sent one by one: every command issued in one event-loop
-    # tick goes out in one pipeline (one round trip, one write), in the order
-    # issued. Concurrent API requests, and a batch whose operations are started
-    # together, thereby share round trips; a lone command is sent as it is.
+    # tick goes out in one pipeline, checked against the epoch (see redis_pipeline).
 
     async def _call(self, op: str, *args: str | bytes) -> Any:
         """Run one operation of the script; BackendUnavailable if Redis cannot be reached."""
@@ -206,61 +248,18 @@ class RedisBackend(Backend):
             raise BackendUnavailable("Redis is unreachable")
         return await self._enqueue("EVALSHA", self._script_sha, 0, op, self.prefix, *args)
 
-    def _command(self, *args: Any) -> asyncio.Future[Any]:
-        if not self.up:
+    def _internal_command(self, *args: Any) -> asyncio.Future[Any]:
+        if not self._linked:
             raise BackendUnavailable("Redis is unreachable")
         return self._enqueue(*args)
 
+    def _command(self, *args: Any) -> asyncio.Future[Any]:
+        if not self.up:
+            raise self._unavailable()
+        return self._enqueue(*args)
+
     def _enqueue(self, *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((args, future))
-        if len(self._pending) == 1:
-            # The task's first step runs after everything already scheduled in
-            # this tick, so it finds all the commands issued meanwhile.
-            task = loop.create_task(self._execute())
-            # Kept referenced until done; never cancelled (its callers wait on it).
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return future
-
-    async def _execute(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            results = await self._send(batch)
-            if any(isinstance(result, NoScriptError) for result in results):
-                # Redis restarted under us and lost the script: load it and
-                # run again what failed (a NOSCRIPT command did nothing).
-                await self._redis.script_load(SCRIPT)
-                again = [(item, index) for index, (item, result) in enumerate(zip(batch, results)) if isinstance(result, NoScriptError)]
-                for (_, index), result in zip(again, await self._send([item for item, _ in again])):
-                    results[index] = result
-        except (RedisError, OSError) as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(BackendUnavailable(f"Redis: {type(exc).__name__}"))
-            return
-        for (_, future), result in zip(batch, results):
-            if future.done():
-                continue  # its caller gave up (a cancelled request)
-            if isinstance(result, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)):
-                future.set_exception(BackendUnavailable(f"Redis: {type(result).__name__}"))
-            elif isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:
-        """Send commands in one round trip; errors of single commands come back as results."""
-        if len(batch) == 1:
-            try:
-                return [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
-            except ResponseError as exc:
-                return [exc]
-        pipe = self._redis.pipeline(transaction=False)
-        for args, _ in batch:
-            pipe.execute_command(*args)
-        return list(await pipe.execute(raise_on_error=False))
+        return self._pipe.enqueue(*args)
 
     async def _guard(self, call: Awaitable[Any]) -> Any:
         try:
@@ -284,43 +283,51 @@ class RedisBackend(Backend):
             except Exception:
                 # A bug must not end the supervision for good: log it and reconnect.
                 log.exception("cluster connection failed")
-            finally:
-                self.up = False
+            if not self._owe_restored:
+                # Pushes made on other nodes cannot reach this node's clients
+                # until it is back: tell them, so pages catch up (and again,
+                # with "redis_restored", once the cluster is whole).
+                self._owe_restored = True
+                self.connections.send_all(RESYNC_LOST)
             # Jitter, so nodes that lost Redis together do not come back in lockstep.
             await asyncio.sleep(self._backoff * (0.5 + random.random() / 2))
             self._backoff = min(self._backoff * 2, BACKOFF_CAP)
 
     async def _serve(self) -> None:
         """Connect, subscribe and keep the lease; write state back; then listen until Redis fails."""
+        # Pooled connections from before an outage look idle but are dead: the
+        # first commands after recovery would fail on them. Start afresh.
+        await self._redis.connection_pool.disconnect()
         pubsub = self._redis.pubsub()
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[None]] = set()
         try:
             await pubsub.subscribe(self._node_channel, self._all_channel)
             await self._redis.script_load(SCRIPT)
-            await self._renew_lease()
+            lost = await self._join()
+            self._stale.clear()
             self._linked = True
             # The lease is kept and messages are read while the state is written
             # back: a big node's resync may take longer than its lease.
-            tasks = {loop.create_task(self._keep_lease()), loop.create_task(self._listen(pubsub))}
-            syncing = loop.create_task(self.resync())
+            tasks = {
+                loop.create_task(self._keep_lease()), loop.create_task(self._listen(pubsub)),
+                loop.create_task(self._watch_gate()), loop.create_task(self._watch_epoch()),
+            }
+            syncing = loop.create_task(self._write_back(lost))
             tasks.add(syncing)
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if done == {syncing}:
-                tasks.discard(syncing)
-                syncing.result()
-                self.up = True
-                self._backoff = BACKOFF_FIRST
-                self._down_logged = False
-                self._ready.set()
-                log.info("node %s is in the cluster at %s (prefix %r)", self.node_id, _safe_url(self.config.redis_url), self.prefix)
-                # Whichever fails first (the lease or the listener) ends this connection.
+            while True:
+                # Whichever fails first (the lease, the listener, the gate) ends this connection.
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
-            raise BackendUnavailable("connection ended")
+                if syncing in done:
+                    tasks.discard(syncing)
+                    done.discard(syncing)
+                    syncing.result()
+                for task in done:
+                    task.result()
+                if done:
+                    raise BackendUnavailable("connection ended")
         finally:
-            self.up = self._linked = False
+            self._linked = self._synced = self._whole = False
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -328,6 +335,87 @@ class RedisBackend(Backend):
                     await task
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _join(self) -> bool:
+        """Take the lease on (re)connection; True if this node's Redis state was lost (Redis emptied, or reaped).
+
+        If Redis lost everything and this node is the first back, the nodes it
+        last saw holding clients become ``waiting``: the cluster answers 503
+        until each has written its clients back or let its deadline lapse.
+        """
+        ttl_ms = str(int(self.config.node_timeout * 1000))
+        args = ["join", self.prefix, self.node_id, ttl_ms, self._pipe.epoch, secrets.token_urlsafe(9),
+                "1" if self.mirror.clients else "0", *self._known]
+        epoch, lost, holders = await self._guard(self._script(args=args))
+        if self._pipe.epoch and _text(epoch) != self._pipe.epoch:
+            log.warning("Redis lost the cluster's state (new epoch); writing this node's clients back")
+        self._pipe.epoch = _text(epoch)
+        self._remember(holders)
+        return bool(lost)
+
+    def _remember(self, holders: Iterable[bytes | str]) -> None:
+        self._known = [node for node in dict.fromkeys(_texts(holders)) if node != self.node_id]
+
+    async def _write_back(self, lost: bool) -> None:
+        """Write this node's state back, then clear this node from ``waiting``."""
+        await self.resync()
+        waiting = _texts(await self._internal("synced", self.node_id))
+        self._synced = True
+        self._waiting = waiting
+        if lost and self.mirror.clients:
+            log.info("node %s: clients written back after Redis lost them", self.node_id)
+        if waiting:
+            log.warning("the cluster waits for node(s) %s to write their clients back; answering 503 meanwhile", ", ".join(waiting))
+            self._gate_changed.set()
+        else:
+            self._whole = True
+            self._became_up()
+
+    async def _watch_gate(self) -> None:
+        """While the cluster is not whole, re-read ``waiting`` until it is empty (or told it may be)."""
+        while True:
+            if self._synced and not self._whole:
+                waiting = _texts(await self._internal("gate"))
+                self._waiting = waiting
+                if not waiting:
+                    self._whole = True
+                    self._became_up()
+                    continue
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._gate_changed.wait(), GATE_POLL)
+            else:
+                await self._gate_changed.wait()
+            self._gate_changed.clear()
+
+    async def _watch_epoch(self) -> None:
+        await self._stale.wait()
+        log.warning("Redis lost the cluster's state; reconnecting to write this node's clients back")
+        raise BackendUnavailable("Redis is in another epoch")
+
+    def _on_not_whole(self, _header: Any, _payload: bytes) -> None:
+        """A node found its state lost and is writing it back: answer 503 until it has."""
+        if self._whole:
+            log.warning("a node is writing its clients back; answering 503 until the cluster is whole")
+        self._whole = False
+        self._gate_changed.set()
+
+    def _on_holder(self, header: Any, _payload: bytes) -> None:
+        """A node got its first client: one to wait for if Redis loses everything."""
+        node = header[0]
+        if node != self.node_id and node not in self._known:
+            self._known.append(node)
+
+    def _became_up(self) -> None:
+        """The node serves again: say so in the log and to its clients if they were told it was lost."""
+        if not self.up:
+            return
+        self._backoff = BACKOFF_FIRST
+        self._down_logged = False
+        self._ready.set()
+        log.info("node %s is in the cluster at %s (prefix %r)", self.node_id, _safe_url(self.config.redis_url), self.prefix)
+        if self._owe_restored:
+            self._owe_restored = False
+            self.connections.send_all(RESYNC_RESTORED)
 
     async def _listen(self, pubsub: Any) -> None:
         read = pubsub.parse_response
@@ -348,7 +436,9 @@ class RedisBackend(Backend):
     async def _renew_lease(self) -> bool:
         """Renew the lease; True if this node was missing from Redis (reaped, or Redis emptied)."""
         ttl_ms = str(int(self.config.node_timeout * 1000))
-        return bool(await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms])))
+        missing, holders = await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms]))
+        self._remember(holders)
+        return bool(missing)
 
     async def _keep_lease(self) -> None:
         timeout = self.config.node_timeout
@@ -359,10 +449,12 @@ class RedisBackend(Backend):
         while True:
             await asyncio.sleep(renew_every)
             if await asyncio.wait_for(self._renew_lease(), timeout):
-                # We were reaped (a stall longer than the lease): put this
-                # node's clients back, while this loop goes on renewing.
+                # We were reaped (a stall longer than the lease) or Redis was
+                # emptied under us: reconnect, which takes the clients not
+                # reaped yet back and writes every live one back, with the
+                # cluster answering 503 until then.
                 log.warning("node %s was missing from Redis; writing its clients back", self.node_id)
-                self._spawn(self.resync())
+                raise BackendUnavailable("this node was missing from Redis")
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + sweep_every * (0.75 + random.random() / 2)
                 await self._sweep()
@@ -410,7 +502,9 @@ class RedisBackend(Backend):
                 known = json.loads(await self._internal("resync", self.node_id, _dumps(entries)))
                 for cid, uid, groups, session in known or ():
                     self._refresh(cid, uid or None, set(groups or ()), _session(session or []))
-            gone = [cid for cid in listed if cid not in self.mirror.clients]
+            # Gone meanwhile: listed by Redis, or written back by this very
+            # loop after the client had left (its departure may have run first).
+            gone = [cid for cid in listed.union(cid for cid, _ in local) if cid not in self.mirror.clients]
             for start in range(0, len(gone), CHUNK):
                 await self._internal("depart_many", self.node_id, *gone[start : start + CHUNK])
             await self._write_back_nonces()
@@ -475,9 +569,10 @@ class RedisBackend(Backend):
         return await asyncio.gather(*(method(*values) for method, values in calls), return_exceptions=True)
 
     async def claim_nonce(self, nonce: str, ttl: float) -> bool:
-        if self.up:
+        if self._linked:
             try:
-                claimed = await self._command("SET", self._key("nonce:", nonce), b"1", "NX", "PX", int(ttl * 1000))
+                # Redis decides as soon as it is reachable, even while the cluster is not whole.
+                claimed = await self._internal_command("SET", self._key("nonce:", nonce), b"1", "NX", "PX", int(ttl * 1000))
                 return bool(claimed)
             except BackendUnavailable:
                 pass
@@ -509,7 +604,9 @@ class RedisBackend(Backend):
         if client is None:
             return
         try:
-            await self._call("unregister", client_id, "")
+            # Upkeep, allowed while the cluster is not whole: a client leaving
+            # then must not stay listed in Redis.
+            await self._internal("unregister", client_id, "")
         except BackendUnavailable:
             # Not an error to report: this node's members hear it now, the
             # others when Redis is back (resync departs the clients Redis still
@@ -522,15 +619,24 @@ class RedisBackend(Backend):
 
     # -- pushes -------------------------------------------------------------------------------
 
-    def _local_only(self, delivered: int) -> BackendUnavailable:
-        return BackendUnavailable(f"Redis is unreachable: delivered to this node's clients only ({delivered})")
+    def _local_only(self, deliver: Callable[[], int]) -> BackendUnavailable:
+        """The 503 of a push that cannot reach every node: delivered locally only while Redis is away.
+
+        While Redis is unreachable this node's own recipients get the push at
+        once (nothing better can be done for them). While the cluster is only
+        waiting to be whole nothing is delivered: the push is refused as a
+        whole, so a retry after the wait delivers it once.
+        """
+        if self._linked:
+            return self._unavailable()
+        return BackendUnavailable(f"Redis is unreachable: delivered to this node's clients only ({deliver()})")
 
     async def send_to_all(
         self, frame: bytes, client_ids: list[str] | None = None, exclude_client_ids: list[str] | None = None
     ) -> None:
         if client_ids is None:
             if not self.up:
-                raise self._local_only(self.connections.send_all(frame, exclude_client_ids))
+                raise self._local_only(lambda: self.connections.send_all(frame, exclude_client_ids))
             message = b"a" + _header([exclude_client_ids or []]) + b"\n" + frame
             await self._command("PUBLISH", self._all_channel, message)
             return
@@ -544,9 +650,9 @@ class RedisBackend(Backend):
             return
         if not self.up:
             mine = by_node.pop(self.node_id, [])
-            delivered = self.connections.send_many(mine, frame)
             if by_node:
-                raise self._local_only(delivered)
+                raise self._local_only(lambda: self.connections.send_many(mine, frame))
+            self.connections.send_many(mine, frame)
             return
         await asyncio.gather(
             *[self._command("PUBLISH", self._channel(node), b"c" + _header([cids]) + b"\n" + frame) for node, cids in by_node.items()]
@@ -561,23 +667,26 @@ class RedisBackend(Backend):
             return
         if not self.up:
             if node != self.node_id:
-                raise BackendUnavailable("Redis is unreachable")
+                raise self._unavailable()
             self.connections.send(client_id, frame)
             return
         await self._command("PUBLISH", self._channel(node), b"c" + _header([[client_id]]) + b"\n" + frame)
 
     async def send_to_uid(self, uids: list[str], frame: bytes) -> None:
         if not self.up:
-            raise self._local_only(self.connections.send_many(self.mirror.uid_clients(uids), frame))
+            raise self._local_only(lambda: self.connections.send_many(self.mirror.uid_clients(uids), frame))
         await self._call("send_to_uid", _header([uids]), frame, *uids)
 
     async def send_to_group(self, groups: list[str], frame: bytes, exclude_client_ids: list[str] | None = None) -> None:
         if not self.up:
-            members = self.mirror.members(groups)
-            if exclude_client_ids:
-                excluded = set(exclude_client_ids)
-                members = [cid for cid in members if cid not in excluded]
-            raise self._local_only(self.connections.send_many(members, frame))
+            def deliver() -> int:
+                members = self.mirror.members(groups)
+                if exclude_client_ids:
+                    excluded = set(exclude_client_ids)
+                    members = [cid for cid in members if cid not in excluded]
+                return self.connections.send_many(members, frame)
+
+            raise self._local_only(deliver)
         await self._call("send_to_group", _header([groups, exclude_client_ids or []]), frame, *groups)
 
     async def close_client(self, client_id: str, frame: bytes | None = None) -> None:
@@ -586,7 +695,7 @@ class RedisBackend(Backend):
             return
         if not self.up:
             if node != self.node_id:
-                raise BackendUnavailable("Redis is unreachable")
+                raise self._unavailable()
             self._on_close([client_id], frame or b"")
             return
         await self._command("PUBLISH", self._channel(node), b"k" + _header([client_id]) + b"\n" + (frame or b""))

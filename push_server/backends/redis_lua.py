@@ -29,9 +29,16 @@ Keys (``P`` is the prefix; ``N`` a node id; a client id is ``N.<random>``):
 ``P gu:G``             hash    uid → how many of the group's clients it has
 ``P groups``           set     every non-empty group
 ``P nonce:X``          string  a used API nonce, until it expires
+``P epoch``            string  the cluster's generation: made by the first node
+                               to find Redis empty; a node that last saw
+                               another one knows Redis lost its state
+``P waiting``          zset    nodes that must write their clients back before
+                               the cluster is whole → deadline (ms, Redis time)
 =====================  ======  ===============================================
 
-Channels: ``P node:N`` (one per node) and ``P all`` (``send_to_all``). A
+Channels: ``P node:N`` (one per node) and ``P all`` (``send_to_all``, and the
+``W`` / ``w`` notes that the cluster stopped or may have become whole, ``H``
+when a node gets its first client, ``R`` when one retires). A
 message is one kind byte, a JSON header, ``\\n``, then a payload (a ready
 WebSocket frame or a session's JSON). JSON never contains a raw newline, so
 the first ``\\n`` ends the header.
@@ -123,6 +130,36 @@ local function depart(cid, skip)
   return 1
 end
 
+-- Milliseconds, Redis's clock: every node's deadline is read on one clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The nodes the cluster still waits for (minus `done`, and minus those whose
+-- deadline passed: a node that did not come back within its lease is dead).
+-- The call that empties the set tells every node at once ('w').
+local function waiting(done)
+  local key = P .. 'waiting'
+  local had = redis.call('ZCARD', key)
+  if had == 0 then return {} end
+  if done then redis.call('ZREM', key, done) end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms())
+  local left = redis.call('ZRANGE', key, 0, -1)
+  if #left == 0 then redis.call('PUBLISH', P .. 'all', 'w[]\n') end
+  return left
+end
+
+-- The nodes a node must remember: those holding clients, or still awaited.
+-- If Redis loses everything, the first node back names them (see 'join').
+local function holders()
+  local out = redis.call('ZRANGE', P .. 'waiting', 0, -1)
+  for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
+    if redis.call('EXISTS', P .. 'nc:' .. n) == 1 then out[#out + 1] = n end
+  end
+  return out
+end
+
 local function online(cid)
   return redis.call('SISMEMBER', P .. 'clients', cid) == 1
 end
@@ -135,8 +172,13 @@ end
 
 if op == 'register' then
   local cid, uid = ARGV[3], ARGV[4]
+  local node = node_of(cid)
   redis.call('SADD', P .. 'clients', cid)
-  redis.call('SADD', P .. 'nc:' .. node_of(cid), cid)
+  redis.call('SADD', P .. 'nc:' .. node, cid)
+  -- A node's first client: every node learns it now holds clients (see 'join').
+  if redis.call('SCARD', P .. 'nc:' .. node) == 1 then
+    redis.call('PUBLISH', P .. 'all', 'H' .. cjson.encode({node}) .. '\n')
+  end
   if uid ~= '' then bind(cid, uid) end
   return 1
 
@@ -233,11 +275,47 @@ elseif op == 'sessions_by_group' then
   return out
 
 elseif op == 'renew' then
-  -- The lease; 1 when the node was not in `nodes`: first start, or it was
-  -- reaped, or Redis lost everything. The node then writes its state back.
+  -- The lease; {1 when the node was not in `nodes` (it was reaped, or Redis
+  -- lost everything: the node reconnects and writes its state back), the
+  -- nodes to remember}. A node still awaited keeps its deadline a lease ahead.
   local node = ARGV[3]
   redis.call('SET', P .. 'lease:' .. node, '1', 'PX', ARGV[4])
-  return redis.call('SADD', P .. 'nodes', node)
+  redis.call('ZADD', P .. 'waiting', 'XX', now_ms() + tonumber(ARGV[4]), node)
+  return {redis.call('SADD', P .. 'nodes', node), holders()}
+
+elseif op == 'join' then
+  -- A node (re)connecting. ARGV[3] node, [4] lease ms, [5] the epoch it last
+  -- saw ('' at its first start), [6] a fresh epoch in case Redis has none,
+  -- [7] '1' if it holds clients, [8...] the nodes it last saw holding clients.
+  -- No epoch means Redis lost everything (or is new): this first node back
+  -- names the nodes that must write their clients back before any API call
+  -- is answered again. A node that finds its state lost (a new epoch, or it
+  -- was reaped) and holds clients names itself. Each clears its own entry
+  -- ('synced'); an entry also lapses with its deadline, a lease from now.
+  local me, ttl, seen = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+  local deadline, added = now_ms() + ttl, 0
+  local epoch = redis.call('GET', P .. 'epoch')
+  if not epoch then
+    epoch = ARGV[6]
+    redis.call('SET', P .. 'epoch', epoch)
+    for i = 8, #ARGV do
+      if ARGV[i] ~= me then added = added + redis.call('ZADD', P .. 'waiting', deadline, ARGV[i]) end
+    end
+  end
+  local missing = redis.call('SADD', P .. 'nodes', me) == 1
+  redis.call('SET', P .. 'lease:' .. me, '1', 'PX', ttl)
+  local lost = seen ~= '' and (seen ~= epoch or missing)
+  if lost and ARGV[7] == '1' then added = added + redis.call('ZADD', P .. 'waiting', deadline, me) end
+  -- Every node stops answering until the set is empty again.
+  if added > 0 then redis.call('PUBLISH', P .. 'all', 'W[]\n') end
+  return {epoch, lost and 1 or 0, holders()}
+
+elseif op == 'synced' then
+  -- The node wrote its clients back: the nodes still awaited.
+  return waiting(ARGV[3])
+
+elseif op == 'gate' then
+  return waiting(nil)
 
 elseif op == 'sweep' then
   -- Claim the nodes whose lease expired (and reapings whose reaper died).
@@ -318,6 +396,9 @@ elseif op == 'retire' then
   for _, cid in ipairs(redis.call('SMEMBERS', P .. 'nc:' .. me)) do depart(cid, '') end
   redis.call('DEL', P .. 'nc:' .. me, P .. 'lease:' .. me)
   redis.call('SREM', P .. 'nodes', me)
+  waiting(me)
+  -- Gone for good: no node is to wait for it if Redis loses everything.
+  redis.call('PUBLISH', P .. 'all', 'R' .. cjson.encode({me}) .. '\n')
   return 1
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

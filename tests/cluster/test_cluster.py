@@ -20,6 +20,9 @@ from .conftest import NODE_TIMEOUT, call, eventually
 
 pytestmark = pytest.mark.timeout(60)
 
+LOST = {"type": "resync", "reason": "redis_lost"}
+RESTORED = {"type": "resync", "reason": "redis_restored"}
+
 
 async def test_three_nodes_act_as_one(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
     """A client on node A is reached and described by calls on nodes B and C."""
@@ -148,6 +151,8 @@ async def test_redis_outage_keeps_local_delivery_and_fails_fast(own_redis: Redis
     with pytest.raises(PushUnavailableError):
         await call(a, "send_to_group", "room", "local")
     assert time.monotonic() - started < 2 * 3
+    # The page is told first that pushes from other nodes may be lost.
+    assert await alice.json() == LOST
     assert await alice.text() == "local"
     # A push to a client of this very node is complete without Redis.
     await call(a, "send_to_client", alice.client_id, "direct")
@@ -171,6 +176,11 @@ async def test_redis_restarted_empty_is_refilled(own_redis: RedisServer, prefix:
 
     own_redis.stop()
     own_redis.start()
+
+    # Each page hears that pushes may have been lost, then that its node is whole again.
+    for browser in (alice, bob):
+        assert await browser.json() == LOST
+        assert await browser.json(timeout=30) == RESTORED
 
     async def whole() -> bool:
         members = await call(b, "get_client_id_list_by_group", "room")
@@ -353,6 +363,9 @@ async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_serve
         return sorted(await call(b, "get_client_id_list_by_group", "room")) == sorted([alice.client_id, bob.client_id])
 
     await eventually(back, timeout=NODE_TIMEOUT * 3)
+    # Its pages missed the pushes made while it was counted dead: they are told to catch up.
+    assert await alice.json() == LOST
+    assert await alice.json(timeout=NODE_TIMEOUT * 3) == RESTORED
     assert await call(b, "get_uid_by_client_id", alice.client_id) == "alice"
     await call(b, "send_to_group", "room", "welcome back")
     assert await alice.text() == "welcome back"

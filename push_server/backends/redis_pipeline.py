@@ -1,0 +1,127 @@
+"""Commands to Redis: one pipeline per event-loop tick, each checked against the cluster's epoch.
+
+Commands are not sent one by one: every command issued in one event-loop tick
+goes out in one pipeline (one round trip, one write), in the order issued.
+Concurrent API requests, and a batch whose operations are started together,
+thereby share round trips.
+
+Each pipeline reads the cluster's ``epoch`` first, on the same connection. If
+it is not the epoch this node joined, Redis lost its state (restarted empty,
+flushed) and this node has not noticed yet: every command of the tick answers
+:class:`BackendUnavailable` rather than an undercount, and the owner is told
+(``on_stale``) so that it reconnects and writes its state back.
+
+Whatever goes wrong while a pipeline is sent, every command of its tick gets
+an answer: no request may hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .base import BackendUnavailable
+from .redis_lua import SCRIPT
+
+log = logging.getLogger(__name__)
+
+Pending = list[tuple[tuple[Any, ...], "asyncio.Future[Any]"]]
+
+
+class TickPipeline:
+    """The commands of the current tick, sent together; see the module docstring."""
+
+    def __init__(self, redis: aioredis.Redis, epoch_key: str, on_stale: Callable[[], None]) -> None:
+        self._redis = redis
+        self._epoch_key = epoch_key
+        self._on_stale = on_stale
+        #: The cluster epoch this node joined ('' before its first join).
+        self.epoch = ""
+        #: Commands issued this tick, sent together by _execute.
+        self._pending: Pending = []
+        #: Pipelines in flight: kept referenced until done, never cancelled (callers wait on them).
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def enqueue(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command for this tick's pipeline; its future gets the result or BackendUnavailable."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((args, future))
+        if len(self._pending) == 1:
+            # The task's first step runs after everything already scheduled in
+            # this tick, so it finds all the commands issued meanwhile.
+            task = loop.create_task(self._execute())
+            # Kept referenced until done; never cancelled (its callers wait on it).
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return future
+
+    async def _execute(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            epoch, results = await self._send(batch)
+            if epoch == self.epoch and any(isinstance(result, NoScriptError) for result in results):
+                # Redis restarted under us and lost the script: load it and
+                # run again what failed (a NOSCRIPT command did nothing).
+                await self._redis.script_load(SCRIPT)
+                again = [(item, index) for index, (item, result) in enumerate(zip(batch, results)) if isinstance(result, NoScriptError)]
+                epoch, redone = await self._send([item for item, _ in again])
+                for (_, index), result in zip(again, redone):
+                    results[index] = result
+            if epoch != self.epoch:
+                # This Redis is not the one this node joined: it lost its state
+                # (restarted empty, flushed) and this node has not noticed yet.
+                # Its answers would undercount, so none is given; the
+                # owner reconnects and writes the state back.
+                self._on_stale()
+                results = [BackendUnavailable("Redis lost the cluster's state; this node is writing its clients back")] * len(batch)
+        except BaseException as exc:
+            # Whatever went wrong (Redis, the network, a bad argument, a bug),
+            # every request of this tick gets an answer: none may hang.
+            if isinstance(exc, (RedisError, OSError)):
+                reason = f"Redis: {type(exc).__name__}"
+            else:
+                if isinstance(exc, Exception):
+                    log.exception("a Redis pipeline of %d command(s) failed", len(batch))
+                reason = f"Redis pipeline failed: {type(exc).__name__}"
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(BackendUnavailable(reason))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for index, (_, future) in enumerate(batch):
+            if future.done():
+                continue  # its caller gave up (a cancelled request)
+            result = results[index] if index < len(results) else BackendUnavailable("Redis: no reply")
+            if isinstance(result, BackendUnavailable):
+                future.set_exception(BackendUnavailable(*result.args))
+            elif isinstance(result, (ConnectionError, TimeoutError, RedisConnectionError, RedisTimeoutError)):
+                future.set_exception(BackendUnavailable(f"Redis: {type(result).__name__}"))
+            elif isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _send(self, batch: Pending) -> tuple[str, list[Any]]:
+        """Send commands in one round trip; Redis's epoch and each command's result (or error).
+
+        The epoch is read first, on the same connection: if it is this node's,
+        the Redis that ran the commands is the one the node joined.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.execute_command("GET", self._epoch_key)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        epoch, *results = await pipe.execute(raise_on_error=False)
+        return ("" if epoch is None or isinstance(epoch, Exception) else _text(epoch)), results
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
