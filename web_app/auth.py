@@ -177,9 +177,9 @@ def login_post() -> ResponseReturnValue:
     failures = f"{key}\n{limits.address()}"
     limits.would_exceed("login_failures", failures)
     db = get_db()
-    # By key, so any spelling that looks like the name finds it; an old account
-    # left without a key (see models.upgrade_name_keys) by its exact name.
-    user = db.scalar(select(User).where(User.name_key == key)) or db.scalar(select(User).where(User.name == name))
+    # The exact name first (an old account left without a key by
+    # models.upgrade_name_keys has only that), then any spelling that looks like it.
+    user = db.scalar(select(User).where(User.name == name)) or db.scalar(select(User).where(User.name_key == key))
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
         user_ok = False

@@ -12,8 +12,9 @@ like something else:
    confusable-homoglyphs package) lists as a look-alike of an ASCII letter
    replaced by that letter, so Cyrillic ``а`` counts as Latin ``a`` and Greek
    ``ο`` as ``o``, whichever script the whole name is in;
-4. the ASCII look-alikes UTS #39's skeleton folds (``I``/``1``/``|`` as ``l``,
-   ``0`` as ``o``, ``rn`` as ``m``), case folding, and runs of spaces as one.
+4. the ASCII look-alikes UTS #39's skeleton folds (``1``/``|`` as ``l``, a
+   capital ``I`` after a small letter as ``l``, ``0`` as ``o``, ``rn`` as
+   ``m``), case folding, and runs of spaces as one.
 
 On top of that, :func:`check_name_script` refuses a name that mixes scripts
 with look-alike letters (``pаypal`` with one Cyrillic ``а``): such a name is
@@ -46,7 +47,11 @@ _INVISIBLE = re.compile(
 )
 _SPACES = re.compile(r"\s+")
 # UTS #39 folds these ASCII look-alikes together in its skeletons.
-_ASCII_FOLDS = str.maketrans({"I": "l", "1": "l", "|": "l", "0": "o"})
+_ASCII_FOLDS = str.maketrans({"1": "l", "|": "l", "0": "o"})
+# A capital I after a small letter ("aIice") reads as l; elsewhere ("ALICE",
+# "Ivan") it is an I, and case folding makes it i. Folding every I to l would
+# make "ALICE" differ from "alice"; folding l to i would merge "Ali" and "All".
+_I_AS_L = re.compile(r"(?<=[^\W\d_])I")
 
 
 @lru_cache(maxsize=None)
@@ -63,6 +68,7 @@ def name_key(name: str) -> str:
     """The form of ``name`` that must be unique: see the module docstring."""
     text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", name))
     text = "".join(char if char.isascii() else _ascii_lookalike(char) for char in text)
+    text = _I_AS_L.sub(lambda found: "l" if text[found.start() - 1].islower() else "I", text)
     text = text.translate(_ASCII_FOLDS).casefold().replace("rn", "m")
     text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
     return _SPACES.sub(" ", text).strip()
