@@ -78,10 +78,23 @@ def wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
 
+def _prefers_html() -> bool:
+    """Whether the caller ranks HTML above JSON explicitly, as a browser navigating does."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and request.accept_mimetypes["text/html"] > request.accept_mimetypes["application/json"]
+
+
 def json_errors() -> bool:
-    """Whether this request's errors are answered as JSON rather than an HTML page."""
+    """Whether this request's errors are answered as JSON rather than an HTML page.
+
+    JSON for API views, for callers that send or ask for JSON, and for any other
+    request that changes something unless it comes from a browser navigating (a
+    form posted without script): that one gets the error page.
+    """
     view = current_app.view_functions.get(request.endpoint or "")
-    return request.method not in ("GET", "HEAD") or wants_json() or getattr(view, "_json_api", False)
+    if wants_json() or getattr(view, "_json_api", False):
+        return True
+    return request.method not in ("GET", "HEAD") and not _prefers_html()
 
 
 def check_text(value: str, what: str = "text") -> str:
