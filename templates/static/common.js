@@ -49,7 +49,7 @@ window.webchat = (function () {
     const pageUid = meta("uid");
     const nowUid = answer.data.uid === null || answer.data.uid === undefined ? "" : String(answer.data.uid);
     if (pageUid !== nowUid) {
-      const who = answer.data.name ? "as " + answer.data.name : "out";
+      const who = answer.data.name ? "in as " + answer.data.name : "out";
       return { ok: false, error: "This browser is now logged " + who + " in another window: reload the page to go on." };
     }
     document.querySelector('meta[name="csrf-token"]').setAttribute("content", answer.data.csrf_token);
