@@ -158,9 +158,26 @@ def _count(rule_name: str, rule: Rule, identity: str, increment: int) -> tuple[i
     return _count_in_database(key, window, increment), ends
 
 
+#: Every this many counted hits a process deletes the rows of windows that have
+#: ended, for the limit being counted: rows are per identity, and failed logins
+#: for made-up names would otherwise leave one row each behind for good.
+PRUNE_EVERY = 1000
+_hits_since_prune = 0
+
+
 def _count_in_database(key: str, window: int, increment: int) -> int:
+    global _hits_since_prune
     # Its own connection and transaction: the count stands whatever the view does.
     engine = get_db().get_bind()
+    if increment:
+        _hits_since_prune += 1
+        if _hits_since_prune >= PRUNE_EVERY:
+            _hits_since_prune = 0
+            rule_name = key.split(":", 1)[0]
+            with engine.begin() as conn:
+                conn.execute(
+                    RateCount.__table__.delete().where(RateCount.key.startswith(f"{rule_name}:"), RateCount.window < window)
+                )
     with engine.begin() as conn:
         if not increment:
             row = conn.execute(

@@ -198,3 +198,21 @@ def test_limits_read_from_the_environment(instance: Path, monkeypatch: pytest.Mo
     app = _app(instance, None)
     assert app.extensions["webchat_limits"]["rooms"] == Rule(7, 70)
     assert app.extensions["webchat_limits"]["posts"] == Rule(120, 60)
+
+
+def test_rows_of_ended_windows_are_pruned(instance: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database store deletes rows whose window has ended, so made-up login names leave nothing behind for good."""
+    from web_app import limits
+
+    app = _app(instance, None, RATE_LIMIT_LOGIN_FAILURES="5/600")
+    visitor = Visitor(app.test_client())
+    for n in range(3):
+        assert visitor.login(f"nobody{n}", "wrong").status_code == 401
+    assert _count(app, limits.RateCount) == 3
+    with app.app_context():
+        db = get_db()
+        db.execute(limits.RateCount.__table__.update().values(window=limits.RateCount.window - 1))
+        db.commit()
+    monkeypatch.setattr(limits, "PRUNE_EVERY", 1)
+    assert visitor.login("nobody-new", "wrong").status_code == 401
+    assert _count(app, limits.RateCount) == 1
