@@ -104,6 +104,13 @@ def test_honcho_runs_push_server_and_gunicorn_together(tmp_path: Path) -> None:
         assert user.get("/rooms").json()["rooms"] == [{"id": room_id, "name": "from-procfile", "online": 0}]
         page = user.get(f"/rooms/{room_id}", headers={"Accept": "text/html"}).text
         assert f'data-ws-url="ws://127.0.0.1:{honcho.ws_port}/ws"' in page
+        # The failed-login limit (default 10) holds across gunicorn's workers:
+        # each attempt on a new connection, so they spread over the workers.
+        url = f"http://127.0.0.1:{honcho.web_port}/login"
+        body = {"name": "procfile", "password": "not the password"}
+        headers = {"X-CSRFToken": user.csrf, "Connection": "close"}
+        statuses = [user.http.post(url, json=body, headers=headers, timeout=TIMEOUT).status_code for _ in range(11)]
+        assert statuses == [401] * 10 + [429]
     assert "Listening at" in honcho.log(), "the web app runs under gunicorn"
 
 
