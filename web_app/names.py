@@ -16,8 +16,8 @@ like something else:
    capital ``I`` after a small letter as ``l``, ``0`` as ``o``, ``rn`` as
    ``m``), case folding, and runs of spaces as one.
 
-On top of that, :func:`check_name_script` refuses a name that mixes scripts
-with look-alike letters (``pаypal`` with one Cyrillic ``а``): such a name is
+On top of that, :func:`check_name_script` refuses a word that mixes scripts
+with look-alike letters (``pаypal`` with one Cyrillic ``а``): such a word is
 only ever a disguise.
 """
 
@@ -27,7 +27,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from confusable_homoglyphs import confusables
+from confusable_homoglyphs import categories, confusables
 
 __all__ = ["name_key", "check_name_script", "KEY_MAX"]
 
@@ -75,9 +75,16 @@ def name_key(name: str) -> str:
 
 
 def check_name_script(name: str) -> str | None:
-    """Why ``name`` is refused as a disguise (mixed scripts with look-alikes), or None."""
+    """Why ``name`` is refused as a disguise, or None.
+
+    A word (names may hold several: "Anna アンナ", "Σοφία Sofia" are fine)
+    that mixes scripts and holds a letter that looks like one of another
+    script in it ("pаypal" with a Cyrillic "а") is only ever a disguise.
+    """
     # Invisible characters have scripts of their own (U+3164 is Hangul): they
     # are left to name_key, which drops them, rather than counted as a mix.
-    if confusables.is_dangerous(_INVISIBLE.sub("", unicodedata.normalize("NFKC", name))):
-        return "name mixes look-alike letters from different scripts"
+    for word in _INVISIBLE.sub("", unicodedata.normalize("NFKC", name)).split():
+        scripts = categories.unique_aliases(word) - {"COMMON", "INHERITED"}
+        if len(scripts) > 1 and any(confusables.is_confusable(word, preferred_aliases=[script]) for script in scripts):
+            return "name mixes look-alike letters from different scripts in one word"
     return None

@@ -53,6 +53,14 @@ def test_names_mixing_lookalike_scripts_are_refused_even_when_free(visitor: Visi
     assert "scripts" in answer.json["error"]
 
 
+@pytest.mark.parametrize("name", ["Anna アンナ", "Σοφία Sofia", "李 Li", "Кирилл K"])
+def test_names_with_words_in_different_scripts_are_welcome(visitor: Visitor, name: str) -> None:
+    """A name whose words are each in one script (a name and its transliteration) registers as typed."""
+    answer = visitor.register(name)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["name"] == name
+
+
 def test_an_invisible_only_name_is_refused(visitor: Visitor) -> None:
     """A name of invisible characters only is refused."""
     answer = visitor.register("\u3164\u3164")
