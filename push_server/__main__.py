@@ -92,7 +92,6 @@ def serve(config: Config) -> None:
 
     app = create_app(config)
     app.on_startup.append(settle_gc)
-    log.info("internal API on http://%s:%d", config.api_host, config.api_port)
     loop = new_event_loop(config.event_loop)
     asyncio.set_event_loop(loop)
     log.info("event loop: %s", type(loop).__module__.split(".")[0])
@@ -104,7 +103,8 @@ def serve(config: Config) -> None:
         reuse_port=config.reuse_port or None,
         access_log_class=api.AccessLogger,
         access_log=logging.getLogger("push_server.access"),
-        print=None,
+        # run_app calls this once every listener is bound: only then is it true.
+        print=lambda _banner: log.info("internal API on http://%s:%d", config.api_host, config.api_port),
         shutdown_timeout=5.0,
     )
 

@@ -5,8 +5,9 @@
 
 Settings come from the environment (SPEC §6): SECRET_KEY, DATABASE_URL,
 REDIS_URL, PUSH_API_URL, PUSH_SECRET, PUSH_WS_URL, PUSH_WS_PORT, and
-SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / PUSH_TIMEOUT. ``create_app`` takes a
-mapping that overrides them (the tests' way in).
+SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / PUSH_TIMEOUT / WEB_PROXY_COUNT, and
+the RATE_LIMIT_* settings (web_app/limits.py). ``create_app`` takes a mapping
+that overrides them (the tests' way in).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask, Response, request
+from flask import Flask, Response, redirect, request, url_for
+from flask.typing import ResponseReturnValue
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, chat, rooms
+from . import auth, chat, limits, rooms
 from .errors import init_errors
 from .logs import init_logging
+from .limits import init_limits
 from .models import init_db
 from .push import init_push, ws_url
 
@@ -51,6 +55,10 @@ def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "PUSH_TIMEOUT": float(environ.get("PUSH_TIMEOUT") or 3.0),
         "SESSION_COOKIE_SECURE": (environ.get("SESSION_COOKIE_SECURE") or "").lower() in _TRUE,
         "MAX_IMAGE_BYTES": int(environ.get("MAX_IMAGE_BYTES") or 5 * 1024 * 1024),
+        # How many proxies in front of the app to trust for the caller's address
+        # (X-Forwarded-For), which the per-address limits count by. 0: none.
+        "WEB_PROXY_COUNT": int(environ.get("WEB_PROXY_COUNT") or 0),
+        **limits.settings_from_env(environ),
         # werkzeug's default (scrypt). The test suite lowers the cost to stay fast.
         "PASSWORD_HASH_METHOD": "scrypt",
     }
@@ -86,19 +94,29 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # The image limit plus room for the multipart framing and the other fields.
         MAX_CONTENT_LENGTH=int(app.config["MAX_IMAGE_BYTES"]) + 64 * 1024,
     )
+    if int(app.config["WEB_PROXY_COUNT"]) > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["WEB_PROXY_COUNT"]))  # type: ignore[method-assign]
     _init_sessions(app)
     CSRFProtect(app)
     init_logging()
+    # Before the blueprints: it sets the bounded <int:> converter their routes use.
     init_errors(app)
     init_db(app)
+    init_limits(app)
     init_push(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
     app.register_blueprint(chat.bp)
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})
     return app
+
+
+def _favicon() -> ResponseReturnValue:
+    """Browsers ask for /favicon.ico whatever the page says: send them to the real one."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 def _instance_secret_key(instance_path: str) -> str:

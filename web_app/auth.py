@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from functools import wraps
 from typing import Any, Callable, TypeVar
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -14,8 +14,10 @@ from flask_wtf.csrf import generate_csrf
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from . import limits
 from .errors import ApiError, json_errors, request_data, wants_json
 from .models import NAME_MAX, User, get_db, insert_unique
+from .names import KEY_MAX, check_name_script, name_key
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,16 @@ def _credentials() -> tuple[str, str]:
     return name, password
 
 
-def _safe_next(target: str | None) -> str:
+# A path on this site: one slash, then no second slash or backslash (browsers
+# read "/\\evil" as "//evil"), and no whitespace or control character anywhere
+# (browsers drop tabs and newlines, so "/%09/evil" becomes "//evil").
+# templates/static/auth.js applies the same pattern.
+_SAFE_NEXT = re.compile(r"/(?![/\\])[^\\\s\x00-\x1f\x7f]*")
+
+
+def safe_next(target: str | None) -> str:
     """Where to go after logging in: only a path on this site, never another host."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    if target and _SAFE_NEXT.fullmatch(target):
         return target
     return url_for("rooms.lobby")
 
@@ -95,9 +104,27 @@ def _log_in(user: User) -> ResponseReturnValue:
     # The CSRF token was tied to the old session: hand out the new one.
     g.pop("csrf_token", None)
     token = generate_csrf()
+    requested = request.args.get("next") or request_data().get("next")
+    target = safe_next(requested if isinstance(requested, str) else None)
     if wants_json():
-        return jsonify(uid=user.uid, name=user.name, csrf_token=token)
-    return redirect(_safe_next(request.args.get("next") or request.form.get("next")))
+        return jsonify(uid=user.uid, name=user.name, csrf_token=token, next=target)
+    return redirect(target)
+
+
+@bp.get("/session")
+def session_info() -> ResponseReturnValue:
+    """Who this browser is logged in as, and a CSRF token for it.
+
+    Two windows of one browser share one session cookie. A login in the second
+    window starts a new session (the session id and the CSRF secret change, so
+    nothing planted before the login is worth anything after it), which makes
+    the token in the first window's page stale. Rather than keeping the old
+    secret across logins, the page asks here for a current token when its own is
+    refused, and sends again only if the session is still the user it shows
+    (see templates/static/common.js).
+    """
+    user = current_user()
+    return jsonify(uid=user.uid if user else None, name=user.name if user else None, csrf_token=generate_csrf())
 
 
 @bp.get("/register")
@@ -112,9 +139,23 @@ def register() -> ResponseReturnValue:
     name, password = _credentials()
     if len(password) < PASSWORD_MIN:
         raise ApiError(400, f"password must be at least {PASSWORD_MIN} characters")
-    user = User(name=name, password_hash=generate_password_hash(password, current_app.config["PASSWORD_HASH_METHOD"]))
+    key = name_key(name)
+    if not key:
+        raise ApiError(400, "name must contain visible characters")
+    if len(key) > KEY_MAX:
+        raise ApiError(400, "name is too long")
+    refused = check_name_script(name)
+    if refused:
+        raise ApiError(400, refused)
+    # Counted only for requests that would create an account.
+    limits.enforce("registrations", limits.address())
+    user = User(
+        name=name,
+        name_key=key,
+        password_hash=generate_password_hash(password, current_app.config["PASSWORD_HASH_METHOD"]),
+    )
     if not insert_unique(user):
-        raise ApiError(409, "that name is taken")
+        raise ApiError(409, "that name is taken, or looks like one that is")
     log.info("registered user %s (%s)", user.id, user.name)
     return _log_in(user)
 
@@ -129,11 +170,23 @@ def login() -> ResponseReturnValue:
 def login_post() -> ResponseReturnValue:
     """Log in with name and password."""
     name, password = _credentials()
-    user = get_db().scalar(select(User).where(User.name == name))
+    key = name_key(name)
+    # Counted per name (as its key, so look-alike spellings share one count)
+    # and address: checked before the password, so past the limit even the
+    # right password is not tried, and one attacker cannot lock others out.
+    failures = f"{key}\n{limits.address()}"
+    limits.would_exceed("login_failures", failures)
+    db = get_db()
+    # The exact name first (an old account left without a key by
+    # models.upgrade_name_keys has only that), then any spelling that looks like it.
+    user = db.scalar(select(User).where(User.name == name)) or db.scalar(select(User).where(User.name_key == key))
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
-        raise ApiError(401, "wrong name or password")
-    if not check_password_hash(user.password_hash, password):
+        user_ok = False
+    else:
+        user_ok = check_password_hash(user.password_hash, password)
+    if user is None or not user_ok:
+        limits.hit("login_failures", failures)
         raise ApiError(401, "wrong name or password")
     return _log_in(user)
 

@@ -21,6 +21,7 @@ from push_client import PushError
 from .auth import current_user, login_required
 from .errors import ApiError, json_api, request_data
 from .images import EXTENSIONS, sniff_image_type
+from .limits import rate_limited
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
 from .push import get_push, push_keyed, room_group
 from .rooms import get_room
@@ -169,6 +170,7 @@ def _deliver(message: Message) -> ResponseReturnValue:
 
 @bp.post("/say")
 @login_required
+@rate_limited("posts")
 def say() -> ResponseReturnValue:
     """Store a text message, then push it."""
     data = request_data()
@@ -197,6 +199,7 @@ def _clean_filename(name: str | None) -> str:
 
 @bp.post("/rooms/<int:room_id>/images")
 @login_required
+@rate_limited("posts", "uploads")
 def upload_image(room_id: int) -> ResponseReturnValue:
     """Store an uploaded image as a message, then push it."""
     room = get_room(room_id)

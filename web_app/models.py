@@ -32,6 +32,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from .names import KEY_MAX, name_key
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -65,9 +67,14 @@ class User(Base):
     """An account. ``password_hash`` is werkzeug's salted hash; the password itself is never stored."""
 
     __tablename__ = "users"
+    __table_args__ = (Index("ux_users_name_key", "name_key", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    # names.name_key(name): what must be unique (look-alike names share it).
+    # Nullable and indexed separately so that upgrade_name_keys() can add it to
+    # an existing table; NULL only for an old row whose key an older row took.
+    name_key: Mapped[str | None] = mapped_column(String(KEY_MAX))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -258,12 +265,43 @@ def _add_delivery_columns(engine: Engine) -> None:
     for index in Message.__table__.indexes:
         if index.name == "ix_messages_room_conversation_seq":
             index.create(engine, checkfirst=True)
+def upgrade_name_keys(engine: Engine) -> None:
+    """Give a users table made before name keys existed its ``name_key`` column, filled in, and its unique index.
+
+    Safe to run at every boot and in several workers at once: each step looks
+    first, and a step that lost a race to another process is looked at again.
+    Two old accounts whose names share a key keep working: the older one gets
+    the key, the newer keeps NULL (logged) and still logs in by its exact name.
+    """
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            if "name_key" not in {column["name"] for column in inspect(engine).get_columns("users")}:
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE users ADD COLUMN name_key VARCHAR({KEY_MAX})"))
+            with engine.begin() as conn:
+                rows = conn.execute(text("SELECT id, name FROM users WHERE name_key IS NULL ORDER BY id")).all()
+                taken = set(conn.execute(text("SELECT name_key FROM users WHERE name_key IS NOT NULL")).scalars())
+                for row_id, name in rows:
+                    key = name_key(name)
+                    if key in taken:
+                        log.warning("user %s (%r) looks like an older account's name: left without a name key", row_id, name)
+                        continue
+                    taken.add(key)
+                    conn.execute(text("UPDATE users SET name_key = :key WHERE id = :id"), {"key": key, "id": row_id})
+                conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_users_name_key ON users (name_key)"))
+            return
+        except SQLAlchemyError:
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
+            log.info("adding name keys raced another process (attempt %d); looking again", attempt, exc_info=True)
+            time.sleep(0.1 * attempt)
 
 
 def init_db(app: Flask) -> None:
     """Create the app's engine and any missing tables."""
     engine = _make_engine(database_url(app.config.get("DATABASE_URL"), app.instance_path))
     create_tables(engine)
+    upgrade_name_keys(engine)
     app.extensions["webchat_db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_db)
 

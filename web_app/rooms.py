@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from push_client import PushError
 
+from . import limits
 from .auth import clean_name, current_user, login_required
 from .errors import ApiError, request_data, wants_json
 from .models import ROOM_NAME_MAX, Room, get_db, insert_unique
@@ -73,6 +74,7 @@ def create_room() -> ResponseReturnValue:
     name = clean_name(request_data().get("name"), ROOM_NAME_MAX, "name")
     user = current_user()
     assert user is not None
+    limits.enforce("rooms", limits.address())
     room = Room(name=name, created_by=user.id)
     if not insert_unique(room):
         raise ApiError(409, "a room with that name exists")

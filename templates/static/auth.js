@@ -12,14 +12,15 @@ document.addEventListener("DOMContentLoaded", function () {
     const result = await webchat.request("POST", form.getAttribute("action"), {
       name: form.elements.name.value,
       password: form.elements.password.value,
+      next: form.elements.next.value,
     });
     submit.disabled = false;
     if (!result.ok) {
-      webchat.showError(error, result.data.error || "something went wrong");
+      // The fields keep what was typed: only the message changes.
+      webchat.showError(error, webchat.errorMessage(result));
       return;
     }
-    const next = form.elements.next.value;
-    // Only a path on this site: never let ?next= send someone elsewhere.
-    window.location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+    // The server already checked it; check again, never trusting the query string.
+    window.location.assign(webchat.safeNext(result.data.next || form.elements.next.value));
   });
 });

@@ -1,15 +1,17 @@
-// Shared by every page: the CSRF token and a small JSON request helper.
+// Shared by every page: the CSRF token, a small JSON request helper, and error wording.
 "use strict";
 
 window.webchat = (function () {
-  function csrfToken() {
-    const meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
+  function meta(name) {
+    const node = document.querySelector('meta[name="' + name + '"]');
+    return node ? node.getAttribute("content") : "";
   }
 
-  // Sends JSON (or FormData) with the CSRF header; resolves to {ok, status, data}
-  // and never rejects, so callers handle network failures like HTTP errors.
-  async function request(method, url, body) {
+  function csrfToken() {
+    return meta("csrf-token");
+  }
+
+  async function send(method, url, body) {
     const headers = { "Accept": "application/json", "X-CSRFToken": csrfToken() };
     let payload;
     if (body instanceof FormData) {
@@ -30,7 +32,52 @@ window.webchat = (function () {
     } catch (err) {
       data = { error: response.statusText || "unexpected answer" };
     }
+    if (response.status === 429 && !data.retry_after) {
+      data.retry_after = Number(response.headers.get("Retry-After")) || null;
+    }
     return { ok: response.ok, status: response.status, data };
+  }
+
+  // A login in another window of this browser starts a new session, and the
+  // token in this page goes stale (web_app/auth.py, session_info). Ask for the
+  // current one; it may be used only while the session is still the user this
+  // page was made for (meta "uid", empty on the public pages): sending as
+  // someone else from a page that shows you would be wrong.
+  async function refreshToken() {
+    const answer = await send("GET", "/session");
+    if (!answer.ok) return { ok: false, error: answer.data.error || "could not renew the session" };
+    const pageUid = meta("uid");
+    const nowUid = answer.data.uid === null || answer.data.uid === undefined ? "" : String(answer.data.uid);
+    if (pageUid !== nowUid) {
+      const who = answer.data.name ? "in as " + answer.data.name : "out";
+      return { ok: false, error: "This browser is now logged " + who + " in another window: reload the page to go on." };
+    }
+    document.querySelector('meta[name="csrf-token"]').setAttribute("content", answer.data.csrf_token);
+    return { ok: true };
+  }
+
+  // Sends JSON (or FormData) with the CSRF header; resolves to {ok, status, data}
+  // and never rejects, so callers handle network failures like HTTP errors.
+  // A refused (stale) CSRF token is renewed once and the request sent again.
+  async function request(method, url, body) {
+    const result = await send(method, url, body);
+    if (result.status === 400 && result.data.code === "csrf") {
+      const renewed = await refreshToken();
+      if (!renewed.ok) return { ok: false, status: 409, data: { error: renewed.error, code: "session_changed" } };
+      return send(method, url, body);
+    }
+    return result;
+  }
+
+  // What to tell a person about a failed request: a friendly "slow down" for a
+  // rate limit (with how long to wait), the server's words otherwise.
+  function errorMessage(result, fallback) {
+    if (result.status === 429) {
+      const wait = Number(result.data.retry_after);
+      const when = wait > 0 ? " Try again in " + (wait < 90 ? wait + " s" : Math.ceil(wait / 60) + " min") + "." : "";
+      return "Slow down a little: that was a lot in a short time." + when;
+    }
+    return result.data.error || fallback || "something went wrong";
   }
 
   function showError(element, message) {
@@ -46,5 +93,12 @@ window.webchat = (function () {
     return node;
   }
 
-  return { csrfToken, request, showError, el };
+  // Where to go after logging in: a path on this site only. The same rule as
+  // web_app/auth.py's _SAFE_NEXT: browsers read "/\evil" and "/<tab>/evil" as
+  // "//evil", another host, so backslashes, whitespace and controls are refused.
+  function safeNext(target) {
+    return typeof target === "string" && /^\/(?![\/\\])[^\\\s\x00-\x1f\x7f]*$/.test(target) ? target : "/";
+  }
+
+  return { csrfToken, request, errorMessage, showError, el, safeNext };
 })();

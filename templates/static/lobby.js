@@ -13,7 +13,7 @@ document.addEventListener("DOMContentLoaded", function () {
     webchat.showError(error, "");
     const result = await webchat.request("POST", "/rooms", { name: form.elements.name.value });
     if (!result.ok) {
-      webchat.showError(error, result.data.error || "could not create the room");
+      webchat.showError(error, webchat.errorMessage(result, "could not create the room"));
       return;
     }
     window.location.assign("/rooms/" + encodeURIComponent(result.data.id));

@@ -125,7 +125,7 @@ _names = count(1)
 class Live:
     """The push server and the web app, both for real, wired together; and a way to make users."""
 
-    def __init__(self, push: PushServerProcess, instance: Path, database_url: str | None) -> None:
+    def __init__(self, push: PushServerProcess, instance: Path, database_url: str | None, **config: Any) -> None:
         self.push = push
         app = make_app(
             instance,
@@ -133,6 +133,7 @@ class Live:
             PUSH_API_URL=push.api_url,
             PUSH_SECRET=push.secret,
             PUSH_WS_URL=push.ws_url,
+            **config,
         )
         self.web = LiveServer(app)
         self.url = self.web.url

@@ -74,7 +74,7 @@ def test_login_with_right_and_wrong_password(new_visitor: Callable[[], Visitor])
     assert second.login("nobody-here", PASSWORD).status_code == 401
     answer = second.login("frank")
     assert answer.status_code == 200
-    assert answer.json == {"uid": uid, "name": "frank", "csrf_token": answer.json["csrf_token"]}
+    assert answer.json == {"uid": uid, "name": "frank", "csrf_token": answer.json["csrf_token"], "next": "/"}
 
 
 def test_login_regenerates_the_session_id(new_visitor: Callable[[], Visitor]) -> None:

@@ -91,3 +91,39 @@ def test_without_secret_key_workers_share_one_kept_in_the_instance(instance: Pat
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
     assert len(first.config["SECRET_KEY"]) == 64
     assert (instance / "secret_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("path", "status", "title"), [("/no/such/page", 404, "Page not found"), ("/rooms/999", 404, "no such room")])
+def test_browser_errors_are_styled_pages(member: Visitor, path: str, status: int, title: str) -> None:
+    """A browser gets a styled error page (the site's stylesheet, its status, a way back), not werkzeug's bare one."""
+    page = member.client.get(path, headers={"Accept": "text/html"})
+    assert page.status_code == status and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "app.css" in html and 'class="card error-card"' in html and title in html
+    assert 'href="/"' in html
+
+
+def test_wrong_method_is_a_styled_405_page_with_allow(visitor: Visitor) -> None:
+    """A browser's wrong method gets the styled 405 page, keeping the Allow header; JSON callers keep it too."""
+    page = visitor.client.delete("/login", headers={"Accept": "text/html"})
+    assert page.status_code == 405
+    assert "app.css" in page.get_data(as_text=True) and "GET" in page.headers["Allow"]
+    answer = visitor.client.delete("/login", headers={"Accept": "application/json"})
+    assert answer.status_code == 405 and answer.json["error"] and "POST" in answer.headers["Allow"]
+
+
+def test_there_is_a_favicon(visitor: Visitor) -> None:
+    """Pages link an SVG icon, and /favicon.ico leads to it."""
+    page = visitor.client.get("/login").get_data(as_text=True)
+    assert 'rel="icon" href="/static/favicon.svg"' in page
+    icon = visitor.client.get("/favicon.ico", follow_redirects=True)
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+
+
+def test_an_empty_lobby_says_what_to_do(member: Visitor) -> None:
+    """With no rooms the lobby shows its empty state, pointing at the room-name field."""
+    html = member.client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert 'id="no-rooms"' in html and "No rooms yet" in html and 'for="room-name"' in html
+    member.create_room("first")
+    html = member.client.get("/", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert '<div class="empty-state" id="no-rooms" hidden>' in html
