@@ -48,12 +48,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..websocket import frames
 from ..config import Config
-from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
+from .base import Backend, BackendUnavailable, Call, NodeInfo, Session, leave_frame, new_random_id
 from .local import LocalState
 from .redis_lua import SCRIPT
 
 if TYPE_CHECKING:
-    from ..websocket.connections import Connections
+    from ..delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class RedisBackend(Backend):
         self.prefix = config.redis_prefix
         #: Short and URL-safe: it starts every client id of this node.
         self.node_id = secrets.token_urlsafe(6)
+        self.started = time.time()
         self.mirror = LocalState()
         self._redis = aioredis.Redis.from_url(
             config.redis_url,
@@ -140,8 +141,9 @@ class RedisBackend(Backend):
         self._inflight: set[asyncio.Task[None]] = set()
         self._backoff = BACKOFF_FIRST
         self._down_logged = False
-        # Nonces claimed while Redis was away: checked locally meanwhile and
-        # written to Redis on reconnection, so a replay stays refused cluster-wide.
+        # Keys (API nonces, idempotency keys) claimed while Redis was away: checked
+        # locally meanwhile and written to Redis on reconnection, so a replay stays
+        # refused cluster-wide.
         self._local_nonces: dict[str, float] = {}
         self._resync_lock = asyncio.Lock()
         self._handlers: dict[int, Callable[[Any, bytes], None]] = {
@@ -159,7 +161,7 @@ class RedisBackend(Backend):
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self, connections: Connections) -> None:
+    async def start(self, connections: Delivery) -> None:
         await super().start(connections)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         try:
@@ -414,6 +416,7 @@ class RedisBackend(Backend):
             for start in range(0, len(gone), CHUNK):
                 await self._internal("depart_many", self.node_id, *gone[start : start + CHUNK])
             await self._write_back_nonces()
+            await self._internal_command("HSET", self._key("started"), self.node_id, repr(self.started))
             if local or gone:
                 log.info("node %s: state written back (%d clients, %d departed meanwhile)", self.node_id, len(local), len(gone))
 
@@ -429,7 +432,7 @@ class RedisBackend(Backend):
         async with self._redis.pipeline(transaction=False) as pipe:
             for nonce, expiry in nonces.items():
                 if expiry > now:
-                    pipe.set(self._key("nonce:", nonce), b"1", nx=True, px=int((expiry - now) * 1000) + 1)
+                    pipe.set(self._key(nonce), b"1", nx=True, px=int((expiry - now) * 1000) + 1)
             if pipe:
                 await self._guard(pipe.execute())
 
@@ -463,7 +466,7 @@ class RedisBackend(Backend):
         if connection is not None:
             connection.close(frames.CLOSE_NORMAL, "", frame or None)
 
-    # -- nonces ---------------------------------------------------------------------------
+    # -- claimed keys (the API's nonce and idempotency stores: api.auth.ClaimStore) ------------
 
     async def _run_calls(self, calls: list[Call]) -> list[Any]:
         """Start every operation of a batch at once, in order.
@@ -474,10 +477,11 @@ class RedisBackend(Backend):
         """
         return await asyncio.gather(*(method(*values) for method, values in calls), return_exceptions=True)
 
-    async def claim_nonce(self, nonce: str, ttl: float) -> bool:
+    async def claim(self, nonce: str, ttl: float) -> bool:
+        """SET NX PX ``nonce`` (namespaced by the caller, e.g. ``nonce:X``); False if it is held."""
         if self.up:
             try:
-                claimed = await self._command("SET", self._key("nonce:", nonce), b"1", "NX", "PX", int(ttl * 1000))
+                claimed = await self._command("SET", self._key(nonce), b"1", "NX", "PX", int(ttl * 1000))
                 return bool(claimed)
             except BackendUnavailable:
                 pass
@@ -492,6 +496,16 @@ class RedisBackend(Backend):
             return False
         self._local_nonces[nonce] = now + ttl
         return True
+
+    async def release(self, key: str) -> None:
+        """Forget a claimed key (its operation failed: a retry must be able to claim it)."""
+        self._local_nonces.pop(key, None)
+        await self._command("DEL", self._key(key))
+
+    def _internal_command(self, *args: str) -> asyncio.Future[Any]:
+        if not self._linked:
+            raise BackendUnavailable("Redis is unreachable")
+        return self._enqueue(*args)
 
     # -- arrivals and departures --------------------------------------------------------
 
@@ -672,6 +686,22 @@ class RedisBackend(Backend):
 
     async def get_all_uid_count(self) -> int:
         return int(await self._query("SCARD", self._key("uids")))
+
+    async def get_nodes(self) -> list[NodeInfo]:
+        # The live nodes are those whose lease has not expired; each one's
+        # clients are in nc:N, and its start time in the started hash (resync).
+        nodes, started = await asyncio.gather(self._query("SMEMBERS", self._key("nodes")), self._query("HGETALL", self._key("started")))
+        names = sorted(_texts(nodes))
+        counts = await asyncio.gather(
+            *(self._query("EXISTS", self._key("lease:", n)) for n in names),
+            *(self._query("SCARD", self._key("nc:", n)) for n in names),
+        )
+        since = {_text(k): float(v) for k, v in started.items()}
+        return [
+            {"node": n, "connections": int(count), "started": since.get(n, 0.0)}
+            for n, live, count in zip(names, counts[: len(names)], counts[len(names) :])
+            if live
+        ]
 
     async def get_all_group_id_list(self) -> list[str]:
         return _texts(await self._query("SMEMBERS", self._key("groups")))

@@ -11,7 +11,7 @@ import requests
 
 import push_protocol
 from push_client import PushAuthError, PushClient, PushConnectionError, PushRequestError
-from push_server.api import NONCE_CLOCK_SLACK, _nonce_ttl
+from push_server.api.auth import NONCE_CLOCK_SLACK, nonce_ttl
 
 from ..servers import PushServerProcess
 
@@ -105,9 +105,9 @@ def test_a_nonce_is_kept_while_its_timestamp_is_accepted_and_not_much_longer() -
     window = push_protocol.SIGNATURE_WINDOW
     now = time.time()
     for sent, left in ((now, window), (now - window + 40, 40), (now + window, 2 * window)):
-        assert _nonce_ttl(str(int(sent))) == pytest.approx(left + NONCE_CLOCK_SLACK, abs=1.5)
+        assert nonce_ttl(str(int(sent))) == pytest.approx(left + NONCE_CLOCK_SLACK, abs=1.5)
     # At the very edge of the window the nonce still outlives the request by the slack.
-    assert _nonce_ttl(str(int(now - window))) >= NONCE_CLOCK_SLACK
+    assert nonce_ttl(str(int(now - window))) >= NONCE_CLOCK_SLACK
 
 
 def test_authentication_comes_before_validation(server: PushServerProcess) -> None:
@@ -125,17 +125,17 @@ def test_authentication_comes_before_validation(server: PushServerProcess) -> No
     ("operation", "payload", "mentions"),
     [
         ("bind_uid", {"client_id": "x"}, "uid: is required"),
-        ("bind_uid", {"client_id": "x", "uid": True}, "uid: must be a string or an integer"),
-        ("bind_uid", {"client_id": "x", "uid": ""}, "uid: must not be empty"),
-        ("join_group", {"client_id": 5, "group": "g"}, "client_id: must be a non-empty string"),
-        ("join_group", {"client_id": "x", "group": "g" * 300}, "group: longer than"),
-        ("send_to_uid", {"uids": [], "message": {"text": "x"}}, "uids: must not be an empty list"),
+        ("bind_uid", {"client_id": "x", "uid": True}, "uid: expected `int | str`, got `bool`"),
+        ("bind_uid", {"client_id": "x", "uid": ""}, "uid: expected `str` of length >= 1"),
+        ("join_group", {"client_id": 5, "group": "g"}, "client_id: expected `str`, got `int`"),
+        ("join_group", {"client_id": "x", "group": "g" * 300}, "group: expected `str` of length <= 256"),
+        ("send_to_uid", {"uids": [], "message": {"text": "x"}}, "uids: expected `array` of length >= 1"),
         ("send_to_uid", {"uids": ["a", None], "message": {"text": "x"}}, "uids[1]"),
-        ("send_to_group", {"groups": "g", "message": "bare"}, "message: must be an object"),
+        ("send_to_group", {"groups": "g", "message": "bare"}, "message: expected `object`, got `str`"),
         ("send_to_group", {"groups": "g", "message": {"text": 1}}, "message.text: must be a string"),
         ("send_to_group", {"groups": "g", "message": {"binary": "***"}}, "message.binary: is not valid base64"),
         ("send_to_group", {"groups": "g", "message": {"html": "x"}}, 'unknown message kind "html"'),
-        ("send_to_all", {"message": {"text": "x"}, "client_ids": "abc"}, "client_ids: must be a list"),
+        ("send_to_all", {"message": {"text": "x"}, "client_ids": "abc"}, "client_ids: expected `array | null`, got `str`"),
         ("set_session", {"client_id": "x", "session": [1]}, "session: must be a JSON object"),
         ("ungroup", {"group": "g", "extra": 1}, "extra: is not an argument of ungroup"),
     ],
@@ -237,15 +237,15 @@ def test_batch_answer_is_a_list_of_results(server: PushServerProcess) -> None:
 
 
 def test_oversized_session_in_a_batch_is_named(server: PushServerProcess) -> None:
-    """A session over the limit in a batch is 413 naming its operation, even before a later malformed one."""
+    """A session over the limit in a batch is 413 naming its operation; a malformed one is found first (shape before sizes)."""
     big = {"k": "x" * (64 * 1024)}
     fine = {"k": "x" * 100}
-    operations = [["set_session", "a", fine], ["update_session", "b", big], ["bind_uid", "c", ""]]
+    operations = [["set_session", "a", fine], ["update_session", "b", big], ["bind_uid", "c", "d"]]
     response = signed(server, push_protocol.BATCH_PATH, {"operations": operations})
     assert_error(response, 413, "too_large", "operations[1].session:")
-    operations = [["set_session", "a", fine], ["bind_uid", "c", ""], ["update_session", "b", big]]
+    operations = [["set_session", "a", fine], ["update_session", "b", big], ["bind_uid", "c", ""]]
     response = signed(server, push_protocol.BATCH_PATH, {"operations": operations})
-    assert_error(response, 400, "invalid_argument", "operations[1].uid:")
+    assert_error(response, 400, "invalid_argument", "operations[2].uid:")
     # Many sessions that are each within the limit are fine, whatever their total.
     operations = [["set_session", f"c{i}", {"k": "x" * 60_000}] for i in range(3)]
     assert signed(server, push_protocol.BATCH_PATH, {"operations": operations}).status_code == 200

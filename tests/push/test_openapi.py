@@ -32,7 +32,7 @@ from referencing.jsonschema import DRAFT202012  # noqa: E402
 
 import push_protocol  # noqa: E402
 from push_protocol import ErrorCode  # noqa: E402
-from push_server.api import NONCE_CLOCK_SLACK  # noqa: E402
+from push_server.api.auth import NONCE_CLOCK_SLACK  # noqa: E402
 
 from ..servers import ROOT, TIMEOUT, PushServerProcess  # noqa: E402
 
@@ -66,6 +66,7 @@ PARAMETER_KINDS = {
     "exclude_client_ids": "ClientIdArray",
     "message": "Message",
     "session": "Session",
+    "idempotency_key": "IdempotencyKey",
 }
 
 #: Values of each kind that the server must refuse with 400 (and the schema must refuse too).
@@ -86,6 +87,7 @@ MALFORMED: dict[str, list[Any]] = {
         {"html": "<b>hi</b>"},
     ],
     "Session": [[], "x", 1, True],
+    "IdempotencyKey": ["", 42, "k" * 201, ["k"], {"k": 1}],
 }
 
 
@@ -256,7 +258,7 @@ def test_signature_scheme_matches_push_protocol() -> None:
 
 def test_limits_match_the_server() -> None:
     """The limits the document states are the server's defaults."""
-    from push_server import api
+    from push_server.api import schema as api
     from push_server.config import Config
 
     config = Config(secret="x" * 16)
