@@ -33,14 +33,17 @@ from ..config import Config
 from ..errors import ApiError, BackendUnavailable, invalid, too_large, unavailable
 from . import schema
 from .auth import ClaimStore, read_signed_body
-from .operations import OPERATIONS, prepare
+from .operations import OPERATIONS, PREPARERS
 
 CONFIG = web.AppKey("config", Config)
 BACKEND = web.AppKey("backend", Backend)
 CLAIMS = web.AppKey("claims", ClaimStore)
 
-#: Operations that take an idempotency key (their struct has the field).
+#: Operations that take an idempotency key (their struct has the field), and their structures in both forms.
 _IDEMPOTENT = frozenset(name for name, entry in OPERATIONS.items() if "idempotency_key" in entry.struct.__struct_fields__)
+_KEYED_TYPES = frozenset(
+    [OPERATIONS[name].struct for name in _IDEMPOTENT] + [schema.ARRAY_FORMS[name] for name in _IDEMPOTENT]
+)
 
 
 # -- answers ------------------------------------------------------------------------------
@@ -148,14 +151,15 @@ async def prepare_batch(backend: Backend, config: Config, operations: list[Any])
     """
     calls: list[Call] = []
     append = calls.append
+    preparers = PREPARERS
     budget = config.batch_slice_seconds
     clock = time.perf_counter
     slice_end = clock() + budget
     for index, operation in enumerate(operations):
         if type(operation) is dict:
-            operation = schema.decode_named(operation, index)
+            operation = operations[index] = schema.decode_named(operation, index)
         try:
-            append(prepare(backend, config, operation))
+            append(preparers[type(operation)](backend, operation, config))
         except ApiError as exc:
             raise exc.within(f"operations[{index}]") from None
         if not index & 63 and clock() > slice_end:
@@ -164,10 +168,31 @@ async def prepare_batch(backend: Backend, config: Config, operations: list[Any])
     return calls
 
 
+async def _skip_repeats(claims: ClaimStore, config: Config, operations: list[Any], calls: list[Call]) -> list[str]:
+    """Claim the keys of a batch's keyed operations; replace the repeats with nothing. The keys claimed."""
+    claimed: list[str] = []
+    for index, operation in enumerate(operations):
+        if type(operation) not in _KEYED_TYPES:
+            continue
+        key = operation.idempotency_key
+        if key is None:
+            continue
+        if await _claim(claims, config, key):
+            claimed.append(key)
+        else:
+            calls[index] = (_nothing, [])
+    return claimed
+
+
+async def _nothing() -> None:
+    """What a repeated keyed operation of a batch does."""
+
+
 async def handle_batch(request: web.Request) -> web.Response:
     """``POST /api/v1/batch``: many operations, checked first, then applied in order."""
     app = request.app
     config, backend, claims = app[CONFIG], app[BACKEND], app[CLAIMS]
+    claimed: list[str] = []
     try:
         body = await read_signed_body(request, config, claims)
         try:
@@ -185,25 +210,33 @@ async def handle_batch(request: web.Request) -> web.Response:
         key = batch.idempotency_key
         if not await _claim(claims, config, key):
             return answer(200, schema.ENCODE({"results": [None] * len(operations), "errors": []}))
-    except ApiError as exc:
-        return error_answer(exc)
-    try:
+        if key is not None:
+            claimed.append(key)
+        # Keyed pushes inside the batch (a compact one carries its key as its last argument).
+        claimed += await _skip_repeats(claims, config, operations, calls)
         results = await backend.run_batch(calls, config.batch_slice_seconds)
-    except BaseException:
-        await _release(claims, key)
+    except BaseException as exc:
+        for claimed_key in claimed:
+            await _release(claims, claimed_key)
+        if isinstance(exc, ApiError):
+            return error_answer(exc)
         raise
     errors: list[dict[str, Any]] = []
+    failed = False
     for index, outcome in enumerate(results):
         if isinstance(outcome, BaseException):
+            failed = True
             if not isinstance(outcome, BackendUnavailable):
-                await _release(claims, key)
+                for claimed_key in claimed:
+                    await _release(claims, claimed_key)
                 raise outcome
             error = unavailable(outcome)
             errors.append({"index": index, "status": error.status, "error": error.as_json()})
             results[index] = None
-    if errors:
-        # Part of the batch was not applied: a retry with the same key must be able to.
-        await _release(claims, key)
+    if failed:
+        # Part of the batch was not applied: a retry with the same keys must be able to.
+        for claimed_key in claimed:
+            await _release(claims, claimed_key)
     return answer(200, schema.ENCODE({"results": results, "errors": errors}))
 
 

@@ -64,7 +64,7 @@ def ids(value: s.Ids, field: str) -> list[str]:
 
 
 def one_id(value: s.Id, field: str) -> str:
-    """A uid or group as str (an integer as its decimal digits)."""
+    """A uid or group as str (an integer as its decimal digits); callers pass strings on themselves."""
     if type(value) is str:
         return value
     text = str(value)
@@ -93,7 +93,7 @@ def frame(message: s.Message, field: str, config: Config) -> bytes:
             raise invalid(f"{field}.binary", "is not valid base64") from None
         opcode = frames.OP_BINARY
     elif kind == "json":
-        opcode, payload = frames.OP_TEXT, s.ENCODE(s.strict_value(raw, f"{field}.json"))
+        opcode, payload = frames.OP_TEXT, s.ENCODE(s.checked_value(raw, f"{field}.json"))
     else:
         raise invalid(field, f'unknown message kind "{kind}"; use "text", "binary" or "json"')
     if len(payload) > config.max_message_bytes:
@@ -103,9 +103,15 @@ def frame(message: s.Message, field: str, config: Config) -> bytes:
 
 def session(raw: s.SessionRaw, config: Config) -> Session:
     """A session: a JSON object without duplicate keys, within the size limit."""
-    value = s.strict_value(raw, "session")
-    if not isinstance(value, dict):
+    value = s.checked_value(raw, "session")
+    if type(value) is not dict:
         raise invalid("session", "must be a JSON object")
+    # The measure costs an encoding; it is skipped when the raw text is short
+    # enough that no re-encoding could bring it over the limit (at most 6
+    # characters per byte: a 2-byte character becomes a 6-character escape, a
+    # 4-byte one 12, and the shortest float that grows, "1e15", 18 from 4).
+    if len(raw) * 6 <= config.max_session_bytes:
+        return value
     size = len(_measure(value))
     if size > config.max_session_bytes:
         raise too_large("session", f"{size} bytes, over the {config.max_session_bytes}-byte limit")
@@ -136,23 +142,23 @@ def _close_client(b: Backend, a: s.CloseClient, c: Config) -> Call:
 
 
 def _bind_uid(b: Backend, a: s.ClientUid, c: Config) -> Call:
-    return call(b.bind_uid, a.client_id, one_id(a.uid, "uid"))
+    return call(b.bind_uid, a.client_id, (a.uid if type(a.uid) is str else one_id(a.uid, "uid")))
 
 
 def _unbind_uid(b: Backend, a: s.ClientUid, c: Config) -> Call:
-    return call(b.unbind_uid, a.client_id, one_id(a.uid, "uid"))
+    return call(b.unbind_uid, a.client_id, (a.uid if type(a.uid) is str else one_id(a.uid, "uid")))
 
 
 def _join_group(b: Backend, a: s.ClientGroup, c: Config) -> Call:
-    return call(b.join_group, a.client_id, one_id(a.group, "group"))
+    return call(b.join_group, a.client_id, (a.group if type(a.group) is str else one_id(a.group, "group")))
 
 
 def _leave_group(b: Backend, a: s.ClientGroup, c: Config) -> Call:
-    return call(b.leave_group, a.client_id, one_id(a.group, "group"))
+    return call(b.leave_group, a.client_id, (a.group if type(a.group) is str else one_id(a.group, "group")))
 
 
 def _ungroup(b: Backend, a: s.OneGroup, c: Config) -> Call:
-    return call(b.ungroup, one_id(a.group, "group"))
+    return call(b.ungroup, (a.group if type(a.group) is str else one_id(a.group, "group")))
 
 
 def _set_session(b: Backend, a: s.ClientSession, c: Config) -> Call:
@@ -168,11 +174,11 @@ def _client_query(method: Callable[[Backend], Callable[[str], Awaitable[Any]]]) 
 
 
 def _uid_query(method: Callable[[Backend], Callable[[str], Awaitable[Any]]]) -> Callable[[Backend, s.OneUid, Config], Call]:
-    return lambda b, a, c: call(method(b), one_id(a.uid, "uid"))
+    return lambda b, a, c: call(method(b), (a.uid if type(a.uid) is str else one_id(a.uid, "uid")))
 
 
 def _group_query(method: Callable[[Backend], Callable[[str], Awaitable[Any]]]) -> Callable[[Backend, s.OneGroup, Config], Call]:
-    return lambda b, a, c: call(method(b), one_id(a.group, "group"))
+    return lambda b, a, c: call(method(b), (a.group if type(a.group) is str else one_id(a.group, "group")))
 
 
 def _query(method: Callable[[Backend], Callable[[], Awaitable[Any]]]) -> Callable[[Backend, s.NoArguments, Config], Call]:
@@ -213,7 +219,13 @@ OPERATIONS: dict[str, Entry[Any]] = {
 }
 
 
+#: Each structure (named and compact form alike) → its prepare function, for the batch loop.
+PREPARERS: dict[type[s.Operation], Callable[[Backend, Any, Config], Call]] = {
+    **{entry.struct: entry.prepare for entry in OPERATIONS.values()},
+    **{s.ARRAY_FORMS[name]: entry.prepare for name, entry in OPERATIONS.items()},
+}
+
+
 def prepare(backend: Backend, config: Config, operation: s.Operation) -> Call:
     """The backend call for one decoded operation (raises ApiError naming a field)."""
-    entry: Entry[Any] = OPERATIONS[operation.name]
-    return entry.prepare(backend, operation, config)
+    return PREPARERS[type(operation)](backend, operation, config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tracemalloc
 
@@ -51,3 +52,14 @@ def test_a_held_nonce_costs_about_ninety_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert per_nonce < 110, f"{per_nonce:.0f} bytes per nonce"
+
+
+def test_a_released_key_can_be_claimed_again_and_is_then_held_its_full_lifetime() -> None:
+    """Releasing a key (its operation failed) lets it be claimed again; the early entry never forgets the new claim."""
+    keys = MemoryClaims()
+    assert keys.claim_at("k", 30, now=1000.0)
+    asyncio.run(keys.release("k"))
+    assert keys.claim_at("k", 30, now=1020.0)
+    # Past the first claim's bucket, the second claim still holds.
+    assert not keys.claim_at("k", 30, now=1000.0 + 30 + NONCE_BUCKET_SECONDS + 1)
+    assert keys.claim_at("k", 30, now=1020.0 + 30 + NONCE_BUCKET_SECONDS + 1)
