@@ -31,7 +31,7 @@ from push_protocol import ErrorCode
 from ..backends.base import Backend, Call
 from ..config import Config
 from ..errors import ApiError, BackendUnavailable, invalid, too_large, unavailable
-from . import schema
+from . import decoding, schema, values
 from .auth import ClaimStore, read_signed_body
 from .operations import OPERATIONS, PREPARERS
 
@@ -118,16 +118,16 @@ def _operation_handler(name: str) -> Callable[[web.Request], Awaitable[web.Respo
             try:
                 operation = decoder.decode(body)
             except msgspec.MsgspecError as exc:
-                raise schema.refusal(exc, body, name) from None
+                raise decoding.refusal(exc, body, name) from None
+            method, arguments = entry.prepare(backend, operation, config)
             # The decoder lets a key given twice win silently; a single call's
             # body is small, so it is read once more to refuse that.
-            schema.check_duplicate_keys(body, "body")
-            method, values = entry.prepare(backend, operation, config)
+            values.check_duplicate_keys(body, "body")
             key = operation.idempotency_key if takes_key else None
             if not await _claim(claims, config, key):
                 return _result(None)
             try:
-                result = await method(*values)
+                result = await method(*arguments)
             except BaseException as exc:
                 await _release(claims, key)
                 if isinstance(exc, BackendUnavailable):
@@ -157,7 +157,7 @@ async def prepare_batch(backend: Backend, config: Config, operations: list[Any])
     slice_end = clock() + budget
     for index, operation in enumerate(operations):
         if type(operation) is dict:
-            operation = operations[index] = schema.decode_named(operation, index)
+            operation = operations[index] = decoding.decode_named(operation, index)
         try:
             append(preparers[type(operation)](backend, operation, config))
         except ApiError as exc:
@@ -198,11 +198,11 @@ async def handle_batch(request: web.Request) -> web.Response:
         try:
             batch = schema.BATCH_DECODER.decode(body)
         except msgspec.MsgspecError as exc:
-            raise schema.refusal(exc, body, None) from None
+            raise decoding.refusal(exc, body, None) from None
         if body.count(b'"operations"') > 1 or body.count(b'"idempotency_key"') > 1:
             # Either could be a key given twice (or just text in a message):
             # only then is the whole body read again to tell.
-            schema.check_duplicate_keys(body, "body")
+            values.check_duplicate_keys(body, "body")
         operations = batch.operations
         if len(operations) > config.max_batch_operations:
             raise too_large("operations", f"{len(operations)}, over the {config.max_batch_operations} limit")

@@ -22,6 +22,7 @@ from ..config import Config
 from ..errors import invalid, too_large
 from ..websocket import frames
 from . import schema as s
+from . import values
 
 S = TypeVar("S", bound=s.Operation)
 
@@ -93,7 +94,7 @@ def frame(message: s.Message, field: str, config: Config) -> bytes:
             raise invalid(f"{field}.binary", "is not valid base64") from None
         opcode = frames.OP_BINARY
     elif kind == "json":
-        opcode, payload = frames.OP_TEXT, s.ENCODE(s.checked_value(raw, f"{field}.json"))
+        opcode, payload = frames.OP_TEXT, s.ENCODE(values.checked_value(raw, f"{field}.json"))
     else:
         raise invalid(field, f'unknown message kind "{kind}"; use "text", "binary" or "json"')
     if len(payload) > config.max_message_bytes:
@@ -103,7 +104,7 @@ def frame(message: s.Message, field: str, config: Config) -> bytes:
 
 def session(raw: s.SessionRaw, config: Config) -> Session:
     """A session: a JSON object without duplicate keys, within the size limit."""
-    value = s.checked_value(raw, "session")
+    value = values.checked_value(raw, "session")
     if type(value) is not dict:
         raise invalid("session", "must be a JSON object")
     # The measure costs an encoding; it is skipped when the raw text is short

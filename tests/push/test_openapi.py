@@ -557,3 +557,19 @@ def test_id_forms_the_schema_accepts_are_accepted(server: PushServerProcess, uid
     assert accepts("Id", uid)
     response = signed_post(server, push_protocol.operation_path("get_client_id_by_uid"), {"uid": uid})
     assert response.status_code == 200, response.text
+
+
+def test_structures_match_the_operations_and_the_document() -> None:
+    """Each operation's msgspec structure has push_protocol's parameters in order, and the document's (required alike)."""
+    from push_server.api.operations import OPERATIONS as TABLE
+    from push_server.api.schema import STRUCTS
+
+    assert list(STRUCTS) == list(TABLE) == OPERATIONS
+    for op, struct in STRUCTS.items():
+        fields = struct.__struct_fields__
+        assert fields == tuple(name for name, _ in params(op)), op
+        required = set(fields[: len(fields) - len(struct.__struct_defaults__)])
+        assert required == {name for name, optional in params(op) if not optional}, op
+        schema = SCHEMAS[args_schema_name(op)]
+        assert list(schema["properties"]) == list(fields), op
+        assert set(schema.get("required", [])) == required, op
