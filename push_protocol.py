@@ -31,24 +31,25 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 __all__ = [
     "API_PREFIX",
     "BATCH_PATH",
-    "OPERATIONS",
-    "HEADER_TIMESTAMP",
     "HEADER_NONCE",
     "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "OPERATIONS",
     "SIGNATURE_WINDOW",
     "ErrorCode",
-    "sign_request",
-    "verify_signature",
     "check_signature_headers",
     "encode_message",
     "make_token",
-    "verify_token",
     "operation_path",
+    "sign_request",
+    "verify_signature",
+    "verify_token",
 ]
 
 API_PREFIX: Final = "/api/v1"

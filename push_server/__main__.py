@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .config import ENVIRONMENT, Config, ConfigError, from_env, parse_value
 from .serve import serve
@@ -49,7 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, object]:
         parser.add_argument(flag, dest=field_name, metavar=variable, help=f"{_HELP[field_name]} [env {variable}]")
     given = vars(parser.parse_args(argv))
     values: dict[str, object] = {}
-    for variable, (field_name, kind) in ENVIRONMENT.items():
+    for field_name, kind in ENVIRONMENT.values():
         if given.get(field_name) is not None:
             values[field_name] = parse_value(field_name, kind, given[field_name])
     return values
@@ -66,7 +66,9 @@ def load_config(argv: Sequence[str] | None = None) -> Config:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``push-server`` command."""
     config = load_config(argv)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
     # One line per API request is too much at INFO under load: the access log
     # is written only when debugging (--log-level DEBUG).
     debugging = logging.getLogger().level <= logging.DEBUG

@@ -7,7 +7,8 @@ backends, the backends import only this.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 
 class Closable(Protocol):

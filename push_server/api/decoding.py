@@ -19,6 +19,7 @@ from ..errors import ApiError, bad_request, invalid, too_large
 from .schema import ARRAY_FORMS, DECODERS, MAX_LIST_LENGTH, STRUCTS, Operation
 from .values import check_duplicate_keys
 
+
 def decode_named(item: dict[str, Raw], index: int) -> Operation:
     """A named batch operation ``{"op": name, "args": {...}}``."""
     where = f"operations[{index}]"
@@ -60,7 +61,9 @@ def refusal(exc: msgspec.MsgspecError, body: bytes, op: str | None) -> ApiError:
     if not isinstance(exc, msgspec.ValidationError):
         where = _lone_surrogate(body)
         if where is not None:
-            return invalid(_field_name(where, body, op) or "body", "contains a lone UTF-16 surrogate (not valid Unicode)")
+            return invalid(
+                _field_name(where, body, op) or "body", "contains a lone UTF-16 surrogate (not valid Unicode)"
+            )
         return bad_request("body is not valid JSON")
     match = _AT.match(str(exc))
     assert match is not None

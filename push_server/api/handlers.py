@@ -19,8 +19,10 @@ huge signed batch never stalls the node's other clients for long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -40,7 +42,9 @@ BACKEND = web.AppKey("backend", Backend)
 CLAIMS = web.AppKey("claims", ClaimStore)
 
 #: Operations that take an idempotency key (their struct has the field), and their structures in both forms.
-_IDEMPOTENT = frozenset(name for name, entry in OPERATIONS.items() if "idempotency_key" in entry.struct.__struct_fields__)
+_IDEMPOTENT = frozenset(
+    name for name, entry in OPERATIONS.items() if "idempotency_key" in entry.struct.__struct_fields__
+)
 _KEYED_TYPES = frozenset(
     [OPERATIONS[name].struct for name in _IDEMPOTENT] + [schema.ARRAY_FORMS[name] for name in _IDEMPOTENT]
 )
@@ -95,10 +99,9 @@ async def _claim(claims: ClaimStore, config: Config, key: str | None) -> bool:
 async def _release(claims: ClaimStore, key: str | None) -> None:
     """Let a retry apply ``key`` (applying failed)."""
     if key is not None:
-        try:
+        # Without Redis the claim lapses with its window: nothing better can be done.
+        with contextlib.suppress(BackendUnavailable):
             await claims.release(_idempotency_claim_key(key))
-        except BackendUnavailable:
-            pass  # the claim lapses with its window; nothing better can be done without Redis
 
 
 # -- one operation ------------------------------------------------------------------------

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -39,7 +39,9 @@ def _from_http(exc: web.HTTPException) -> web.Response:
 
 
 @web.middleware
-async def keep_serving(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def keep_serving(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Every answer JSON, every bug a logged 500, and the server stays up."""
     try:
         return await handler(request)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
@@ -44,7 +45,7 @@ else:
 class Entry(Generic[S]):
     """One operation: its structure and the function that prepares its backend call."""
 
-    __slots__ = ("struct", "prepare")
+    __slots__ = ("prepare", "struct")
 
     def __init__(self, struct: type[S], prepare: Callable[[Backend, S, Config], Call]) -> None:
         self.struct = struct
@@ -170,19 +171,27 @@ def _update_session(b: Backend, a: s.ClientSession, c: Config) -> Call:
     return call(b.update_session, a.client_id, session(a.session, c))
 
 
-def _client_query(method: Callable[[Backend], Callable[[str], Awaitable[Any]]]) -> Callable[[Backend, s.OneClient, Config], Call]:
+def _client_query(
+    method: Callable[[Backend], Callable[[str], Awaitable[Any]]],
+) -> Callable[[Backend, s.OneClient, Config], Call]:
     return lambda b, a, c: call(method(b), a.client_id)
 
 
-def _uid_query(method: Callable[[Backend], Callable[[str], Awaitable[Any]]]) -> Callable[[Backend, s.OneUid, Config], Call]:
+def _uid_query(
+    method: Callable[[Backend], Callable[[str], Awaitable[Any]]],
+) -> Callable[[Backend, s.OneUid, Config], Call]:
     return lambda b, a, c: call(method(b), (a.uid if type(a.uid) is str else one_id(a.uid, "uid")))
 
 
-def _group_query(method: Callable[[Backend], Callable[[str], Awaitable[Any]]]) -> Callable[[Backend, s.OneGroup, Config], Call]:
+def _group_query(
+    method: Callable[[Backend], Callable[[str], Awaitable[Any]]],
+) -> Callable[[Backend, s.OneGroup, Config], Call]:
     return lambda b, a, c: call(method(b), (a.group if type(a.group) is str else one_id(a.group, "group")))
 
 
-def _query(method: Callable[[Backend], Callable[[], Awaitable[Any]]]) -> Callable[[Backend, s.NoArguments, Config], Call]:
+def _query(
+    method: Callable[[Backend], Callable[[], Awaitable[Any]]],
+) -> Callable[[Backend, s.NoArguments, Config], Call]:
     return lambda b, a, c: call(method(b))
 
 
@@ -204,7 +213,9 @@ OPERATIONS: dict[str, Entry[Any]] = {
     "is_uid_online": Entry(s.IsUidOnline, _uid_query(lambda b: b.is_uid_online)),
     "get_client_id_by_uid": Entry(s.GetClientIdByUid, _uid_query(lambda b: b.get_client_id_by_uid)),
     "get_uid_by_client_id": Entry(s.GetUidByClientId, _client_query(lambda b: b.get_uid_by_client_id)),
-    "get_client_id_list_by_group": Entry(s.GetClientIdListByGroup, _group_query(lambda b: b.get_client_id_list_by_group)),
+    "get_client_id_list_by_group": Entry(
+        s.GetClientIdListByGroup, _group_query(lambda b: b.get_client_id_list_by_group)
+    ),
     "get_client_count_by_group": Entry(s.GetClientCountByGroup, _group_query(lambda b: b.get_client_count_by_group)),
     "get_client_sessions_by_group": Entry(
         s.GetClientSessionsByGroup, _group_query(lambda b: b.get_client_sessions_by_group)

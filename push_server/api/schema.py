@@ -23,8 +23,6 @@ from typing import Annotated, Any, ClassVar, Union
 import msgspec
 from msgspec import Meta, Raw
 
-
-
 #: Longest uid, group or client id accepted.
 MAX_ID_LENGTH = 256
 #: Most uids, groups or client ids in one list argument.
@@ -35,8 +33,8 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 200
 ClientId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 #: A uid or group: a string, or an integer (normalised to its decimal string, at most
 #: MAX_ID_LENGTH digits: checked by operations.one_id).
-Id = Union[Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)], int]
-Ids = Union[Id, Annotated[list[Id], Meta(min_length=1, max_length=MAX_LIST_LENGTH)]]
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)] | int
+Ids = Id | Annotated[list[Id], Meta(min_length=1, max_length=MAX_LIST_LENGTH)]
 ClientIds = Annotated[list[ClientId], Meta(max_length=MAX_LIST_LENGTH)]
 #: A wrapped message: exactly one of ``text``, ``binary`` (base64) or ``json`` (see messages.py).
 Message = dict[str, Raw]
@@ -257,7 +255,7 @@ _BatchWire = msgspec.defstruct(
     "BatchRequest",
     [
         ("operations", list[Union[(*ARRAY_FORMS.values(), dict[str, Raw])]]),  # type: ignore[misc]
-        ("idempotency_key", Union[IdempotencyKey, None], None),
+        ("idempotency_key", IdempotencyKey | None, None),
     ],
     forbid_unknown_fields=True,
 )

@@ -20,7 +20,6 @@ from ..errors import invalid
 _AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 
 
-
 class _Duplicate(ValueError):
     pass
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import itertools
 import secrets
 import time
-from typing import Any, Awaitable, Callable, Iterable, TypedDict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypedDict
 
 from ..delivery import Delivery
 from ..errors import BackendUnavailable
@@ -67,16 +69,16 @@ def merge_pushes(calls: list[Call]) -> tuple[list[Call], list[int] | None]:
     positions = [_FRAME_ARGUMENT.get(getattr(method, "__name__", "")) for method, _ in calls]
     # Most batches (web_app's /bind: bind, join, set_session) hold no two
     # pushes in a row: one cheap pass, and they run as they are.
-    if not any(a is not None and b is not None for a, b in zip(positions, positions[1:])):
+    if not any(a is not None and b is not None for a, b in itertools.pairwise(positions)):
         return calls, None
     # Each run: its first call, where the frame is among its arguments, and its frames.
     runs: list[tuple[Call, int | None, list[bytes]]] = []
-    for call, position in zip(calls, positions):
+    for call, position in zip(calls, positions, strict=False):
         method, values = call
         if position is not None and runs:
             (last_method, last_values), _, frames = runs[-1]
             if last_method == method and all(
-                a == b for index, (a, b) in enumerate(zip(last_values, values)) if index != position
+                a == b for index, (a, b) in enumerate(zip(last_values, values, strict=False)) if index != position
             ):
                 frames.append(values[position])
                 continue
@@ -101,7 +103,7 @@ class Backend(abc.ABC):
         """Start: remember this node's sockets, connect to shared state, start background work."""
         self.connections = connections
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 (optional: most backends have nothing to stop)
         """Stop background work and release shared resources.
 
         Called after every local client has been unregistered.
@@ -127,7 +129,7 @@ class Backend(abc.ABC):
         if spans is None:
             return outcomes
         results: list[Any] = []
-        for outcome, span in zip(outcomes, spans):
+        for outcome, span in zip(outcomes, spans, strict=False):
             results.extend([outcome] * span)
         return results
 
@@ -307,7 +309,7 @@ class Backend(abc.ABC):
 class ClientState:
     """What a node holds for one of its clients: its uid, groups and session."""
 
-    __slots__ = ("uid", "groups", "session")
+    __slots__ = ("groups", "session", "uid")
 
     def __init__(self, uid: str | None) -> None:
         self.uid = uid

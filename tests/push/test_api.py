@@ -16,7 +16,9 @@ from push_server.api.auth import NONCE_CLOCK_SLACK, nonce_ttl
 from ..servers import PushServerProcess
 
 
-def signed(server: PushServerProcess, path: str, payload: Any, secret: str | None = None, **tweaks: Any) -> requests.Response:
+def signed(
+    server: PushServerProcess, path: str, payload: Any, secret: str | None = None, **tweaks: Any
+) -> requests.Response:
     """POST ``payload`` to ``path`` signed with ``secret`` (the server's by default)."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = push_protocol.sign_request(secret or server.secret, "POST", path, body)
@@ -84,7 +86,11 @@ def test_stale_timestamp_is_refused(server: PushServerProcess) -> None:
     mac = push_protocol.hmac.new(
         server.secret.encode(), push_protocol._string_to_sign("POST", path, old, "n1", body), "sha256"
     ).hexdigest()
-    headers = {push_protocol.HEADER_TIMESTAMP: old, push_protocol.HEADER_NONCE: "n1", push_protocol.HEADER_SIGNATURE: mac}
+    headers = {
+        push_protocol.HEADER_TIMESTAMP: old,
+        push_protocol.HEADER_NONCE: "n1",
+        push_protocol.HEADER_SIGNATURE: mac,
+    }
     response = requests.post(server.api_url + path, data=body, headers=headers, timeout=5)
     assert_error(response, 401, "unauthorized", "window")
 
@@ -135,12 +141,18 @@ def test_authentication_comes_before_validation(server: PushServerProcess) -> No
         ("send_to_group", {"groups": "g", "message": {"text": 1}}, "message.text: must be a string"),
         ("send_to_group", {"groups": "g", "message": {"binary": "***"}}, "message.binary: is not valid base64"),
         ("send_to_group", {"groups": "g", "message": {"html": "x"}}, 'unknown message kind "html"'),
-        ("send_to_all", {"message": {"text": "x"}, "client_ids": "abc"}, "client_ids: expected `array | null`, got `str`"),
+        (
+            "send_to_all",
+            {"message": {"text": "x"}, "client_ids": "abc"},
+            "client_ids: expected `array | null`, got `str`",
+        ),
         ("set_session", {"client_id": "x", "session": [1]}, "session: must be a JSON object"),
         ("ungroup", {"group": "g", "extra": 1}, "extra: is not an argument of ungroup"),
     ],
 )
-def test_malformed_arguments_name_the_field(server: PushServerProcess, operation: str, payload: Any, mentions: str) -> None:
+def test_malformed_arguments_name_the_field(
+    server: PushServerProcess, operation: str, payload: Any, mentions: str
+) -> None:
     """A wrong argument gets 400 with a message naming the field and the problem."""
     assert_error(signed(server, op(operation), payload), 400, "invalid_argument", mentions)
 
@@ -230,7 +242,9 @@ def test_nan_and_infinity_are_not_json(server: PushServerProcess) -> None:
 
 def test_batch_answer_is_a_list_of_results(server: PushServerProcess) -> None:
     """A batch is answered with one plain result per operation, in order, and no errors."""
-    body = {"operations": [["get_all_client_count"], {"op": "is_online", "args": {"client_id": "x"}}, ["get_session", "x"]]}
+    body = {
+        "operations": [["get_all_client_count"], {"op": "is_online", "args": {"client_id": "x"}}, ["get_session", "x"]]
+    }
     response = signed(server, push_protocol.BATCH_PATH, body)
     assert response.status_code == 200
     assert response.json() == {"results": [0, False, None], "errors": []}
@@ -251,7 +265,9 @@ def test_oversized_session_in_a_batch_is_named(server: PushServerProcess) -> Non
     assert signed(server, push_protocol.BATCH_PATH, {"operations": operations}).status_code == 200
 
 
-async def test_compact_named_and_integer_forms_agree(server: PushServerProcess, browsers: Any, push: PushClient) -> None:
+async def test_compact_named_and_integer_forms_agree(
+    server: PushServerProcess, browsers: Any, push: PushClient
+) -> None:
     """A compact batch (with integer uids, the general path) leaves the same state as named calls."""
     import uuid
 
@@ -303,10 +319,16 @@ def test_access_log_only_when_debugging(make_push_server: Any) -> None:
         (op("bind_uid"), rb'{"client_id": "c", "uid": "\ud800"}', "uid"),
         (op("join_group"), rb'{"client_id": "c", "group": "a\udc00b"}', "group"),
         (op("set_session"), rb'{"client_id": "c", "session": {"k\ud800": 1}}', "session"),
-        (push_protocol.BATCH_PATH, rb'{"operations": [["ungroup", "g"], ["bind_uid", "\ud83d", "u"]]}', "operations[1].client_id"),
+        (
+            push_protocol.BATCH_PATH,
+            rb'{"operations": [["ungroup", "g"], ["bind_uid", "\ud83d", "u"]]}',
+            "operations[1].client_id",
+        ),
     ],
 )
-def test_a_lone_surrogate_is_refused_naming_the_field(server: PushServerProcess, path: str, body: bytes, field: str) -> None:
+def test_a_lone_surrogate_is_refused_naming_the_field(
+    server: PushServerProcess, path: str, body: bytes, field: str
+) -> None:
     """A lone UTF-16 surrogate anywhere is a 400 naming the field, never stored (a pair is fine)."""
     assert_error(signed(server, path, body), 400, "invalid_argument", f"{field}")
     assert signed(server, op("bind_uid"), rb'{"client_id": "c", "uid": "\ud83d\ude00"}').status_code == 200
@@ -332,9 +354,21 @@ def test_an_infinite_number_is_refused(server: PushServerProcess, path: str, bod
         (op("bind_uid"), b'{"client_id": "a", "client_id": "b", "uid": "u"}', "duplicate key 'client_id'"),
         (op("set_session"), b'{"client_id": "c", "session": {"k": 1, "k": 2}}', "duplicate key 'k'"),
         (op("send_to_all"), b'{"message": {"json": {"a": {"b": 1, "b": 2}}}}', "duplicate key 'b'"),
-        (push_protocol.BATCH_PATH, b'{"operations": [["set_session", "c", {"k" : 1, "k" : 2}]]}', "operations[0].session"),
-        (push_protocol.BATCH_PATH, b'{"operations": [["ungroup", "g"]], "operations": []}', "duplicate key 'operations'"),
-        (push_protocol.BATCH_PATH, b'{"operations": [{"op": "ungroup", "args": {"group": "a", "group": "b"}}]}', "operations[0].args"),
+        (
+            push_protocol.BATCH_PATH,
+            b'{"operations": [["set_session", "c", {"k" : 1, "k" : 2}]]}',
+            "operations[0].session",
+        ),
+        (
+            push_protocol.BATCH_PATH,
+            b'{"operations": [["ungroup", "g"]], "operations": []}',
+            "duplicate key 'operations'",
+        ),
+        (
+            push_protocol.BATCH_PATH,
+            b'{"operations": [{"op": "ungroup", "args": {"group": "a", "group": "b"}}]}',
+            "operations[0].args",
+        ),
     ],
 )
 def test_a_duplicate_key_is_refused(server: PushServerProcess, path: str, body: bytes, mentions: str) -> None:

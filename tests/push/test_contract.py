@@ -182,7 +182,9 @@ async def test_group_membership_and_queries(browsers: Any, push: PushClient, nam
     await call(push.bind_uid, b.client_id, uid)
     for browser in (a, b, c):
         await call(push.join_group, browser.client_id, group)
-    assert sorted(await call(push.get_client_id_list_by_group, group)) == sorted([a.client_id, b.client_id, c.client_id])
+    assert sorted(await call(push.get_client_id_list_by_group, group)) == sorted(
+        [a.client_id, b.client_id, c.client_id]
+    )
     assert await call(push.get_client_count_by_group, group) == 3
     assert await call(push.get_uid_list_by_group, group) == [uid]
     assert await call(push.get_uid_count_by_group, group) == 1
@@ -415,7 +417,8 @@ async def test_an_idempotency_key_is_claimed_only_by_a_valid_request(server: Any
     path = push_protocol.operation_path("send_to_client")
     bad = json.dumps({"client_id": browser.client_id, "message": {"text": 1}, "idempotency_key": key}).encode()
     headers = push_protocol.sign_request(server.secret, "POST", path, bad)
-    assert requests.post(server.api_url + path, data=bad, headers=headers, timeout=TIMEOUT).status_code == 400
+    refused = await call(requests.post, server.api_url + path, data=bad, headers=headers, timeout=TIMEOUT)
+    assert refused.status_code == 400
     args = {"client_id": browser.client_id, "message": {"text": "applied"}, "idempotency_key": key}
     await call(signed_call, server, path, args)
     assert (await browser.receive()).data == "applied"
