@@ -6,8 +6,10 @@ body to say where the problem is.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from typing import Any, Union
 
 import msgspec
@@ -16,7 +18,7 @@ from msgspec import Raw
 from push_protocol import ErrorCode
 
 from ..errors import ApiError, bad_request, invalid, too_large
-from .schema import ARRAY_FORMS, DECODERS, MAX_LIST_LENGTH, STRUCTS, Operation
+from .schema import ARRAY_FORMS, DECODERS, MAX_LIST_LENGTH, STRUCTS, IdempotencyKey, Operation
 from .values import check_duplicate_keys
 
 
@@ -168,3 +170,42 @@ def _valid_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+class _RawBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """A large batch's first pass: its operations left raw, to be decoded in slices."""
+
+    operations: list[Raw]
+    idempotency_key: IdempotencyKey | None = None
+
+
+_RAW_BATCH = msgspec.json.Decoder(_RawBatch)
+
+
+async def decode_large_batch(body: bytes, slice_seconds: float) -> Any:
+    """A large batch decoded in slices of about ``slice_seconds``, yielding to the event loop between them.
+
+    The first pass only finds where each operation is (no objects made); each
+    operation is then decoded by the same structures as a small batch's.
+    """
+    try:
+        batch = _RAW_BATCH.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise refusal(exc, body, None) from None
+    operations: list[Any] = []
+    append = operations.append
+    decode = _ONE_OPERATION.decode
+    clock = time.perf_counter
+    slice_end = clock() + slice_seconds
+    for index, raw in enumerate(batch.operations):
+        try:
+            append(decode(raw))
+        except msgspec.ValidationError as exc:
+            match = _AT.match(str(exc))
+            assert match is not None
+            located = msgspec.ValidationError(f"{match.group(1)} - at `$.operations[{index}]{match.group(2) or ''}`")
+            raise refusal(located, body, None) from None
+        if not index & 63 and clock() > slice_end:
+            await asyncio.sleep(0)
+            slice_end = clock() + slice_seconds
+    return _RawBatch(operations, batch.idempotency_key)

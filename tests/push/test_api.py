@@ -494,3 +494,13 @@ def test_one_huge_batch_does_not_stall_other_clients(make_push_server: Any) -> N
     # The probes ran during the batch, each answered far sooner than the batch took.
     assert len(latencies) >= 3, (latencies, took)
     assert max(latencies) < max(0.25, took / 3), (max(latencies), took)
+
+
+def test_a_large_batch_names_its_malformed_operation(server: PushServerProcess) -> None:
+    """A batch large enough to be decoded in slices still refuses a bad operation by its index and field."""
+    operations: list[Any] = [["join_group", "c" * 40, "g" * 40] for _ in range(4000)]
+    operations[3210] = ["join_group", "c", True]
+    response = signed(server, push_protocol.BATCH_PATH, {"operations": operations})
+    assert_error(response, 400, "invalid_argument", "operations[3210].group:")
+    operations[3210] = ["join_group", "c", "g"]
+    assert signed(server, push_protocol.BATCH_PATH, {"operations": operations}).status_code == 200
