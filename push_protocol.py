@@ -31,23 +31,25 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 __all__ = [
     "API_PREFIX",
     "BATCH_PATH",
-    "OPERATIONS",
-    "HEADER_TIMESTAMP",
     "HEADER_NONCE",
     "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "OPERATIONS",
     "SIGNATURE_WINDOW",
     "ErrorCode",
-    "sign_request",
-    "verify_signature",
+    "check_signature_headers",
     "encode_message",
     "make_token",
-    "verify_token",
     "operation_path",
+    "sign_request",
+    "verify_signature",
+    "verify_token",
 ]
 
 API_PREFIX: Final = "/api/v1"
@@ -70,17 +72,19 @@ SIGNATURE_WINDOW: Final = 300
 #   client_ids  a list of client ids (optional where marked with "?")
 #   message     a wrapped message (see the module docstring)
 #   session     a JSON object
+#   idempotency_key  a string of 1-200 characters: applied once within
+#               PUSH_IDEMPOTENCY_WINDOW seconds cluster-wide (a repeat gets the same success)
 #
 # Each operation maps to its parameters in order; a trailing "?" marks an
 # optional one. The order is the order of PushClient's positional arguments, and
 # of the arguments in a compact batch operation (``[name, arg, ...]``).
 OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     # pushes
-    "send_to_all": ("message", "client_ids?", "exclude_client_ids?"),
-    "send_to_client": ("client_id", "message"),
-    "send_to_uid": ("uids", "message"),
-    "send_to_group": ("groups", "message", "exclude_client_ids?"),
-    "close_client": ("client_id", "message?"),
+    "send_to_all": ("message", "client_ids?", "exclude_client_ids?", "idempotency_key?"),
+    "send_to_client": ("client_id", "message", "idempotency_key?"),
+    "send_to_uid": ("uids", "message", "idempotency_key?"),
+    "send_to_group": ("groups", "message", "exclude_client_ids?", "idempotency_key?"),
+    "close_client": ("client_id", "message?", "idempotency_key?"),
     # uid binding
     "bind_uid": ("client_id", "uid"),
     "unbind_uid": ("client_id", "uid"),
@@ -107,6 +111,7 @@ OPERATIONS: Final[Mapping[str, tuple[str, ...]]] = {
     "get_all_uid_list": (),
     "get_all_uid_count": (),
     "get_all_group_id_list": (),
+    "get_nodes": (),
 }
 
 
@@ -140,6 +145,25 @@ def sign_request(secret: str, method: str, path: str, body: bytes) -> dict[str, 
     return {HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce, HEADER_SIGNATURE: mac.hexdigest()}
 
 
+def check_signature_headers(timestamp: str, nonce: str, signature: str, now: float | None = None) -> str | None:
+    """What can be refused before the body is read: missing, malformed or stale headers (or None)."""
+    if not (timestamp and nonce and signature):
+        return "missing signature headers"
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return "malformed timestamp"
+    if now is None:
+        now = time.time()
+    if abs(now - sent_at) > SIGNATURE_WINDOW:
+        return "timestamp outside the allowed window"
+    if len(nonce) > 128:
+        return "malformed nonce"
+    if len(signature) != 64:
+        return "bad signature"
+    return None
+
+
 def verify_signature(
     secret: str,
     method: str,
@@ -154,20 +178,11 @@ def verify_signature(
 
     ``body_hash`` is the hex SHA-256 of the body, so a server can hash a body as
     it streams in. The nonce is not checked against replays here: that needs
-    memory, which the server keeps (see ``Backend.claim_nonce``).
+    memory, which the server keeps (see ``push_server.api.auth``).
     """
-    if not (timestamp and nonce and signature):
-        return "missing signature headers"
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        return "malformed timestamp"
-    if now is None:
-        now = time.time()
-    if abs(now - sent_at) > SIGNATURE_WINDOW:
-        return "timestamp outside the allowed window"
-    if len(nonce) > 128:
-        return "malformed nonce"
+    problem = check_signature_headers(timestamp, nonce, signature, now)
+    if problem is not None:
+        return problem
     message = "\n".join((method.upper(), path, timestamp, nonce, body_hash)).encode()
     expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     # compare_digest keeps the comparison's time independent of where they differ.

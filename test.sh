@@ -29,7 +29,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[all,bench]'
 
-# The push_* packages are typed; a type error fails the run like a failing test.
+# The code is typed (push_*, web_app); a type error fails the run like a failing test.
 .venv/bin/mypy
+# Lint and formatting (rules and the not-yet-formatted files: pyproject.toml).
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 
 exec .venv/bin/python -m pytest "$@"

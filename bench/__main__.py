@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             out["api"] = _with_redis(system, lambda factory: scenarios.run_api_rate(factory, cfg, log), log)
         if "say" in items:
             log(f"{system}: item 5")
-            out["say"] = _attempt(lambda: scenarios.run_say(system, cfg, log), log)
+            out["say"] = _attempt(lambda s=system: scenarios.run_say(s, cfg, log), log)
         if "cluster" in items:
             log(f"{system}: item 7 ({cfg.cluster_connections:,} connections on {cfg.cluster_nodes} processes)")
-            out["cluster"] = _attempt(lambda: scenarios.run_cluster(system, cfg, log), log)
+            out["cluster"] = _attempt(lambda s=system: scenarios.run_cluster(s, cfg, log), log)
     results["targets"] = report.targets(results)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)

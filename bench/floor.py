@@ -17,6 +17,7 @@ load generator.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import select
@@ -93,10 +94,8 @@ def send_floor(calls: int = 200_000, peers: int = 1, repeats: int = 5) -> dict[s
     # The sender has the priority the benchmark gives the server under test
     # over the load generator (see scenarios.isolate).
     before = os.getpriority(os.PRIO_PROCESS, 0)
-    try:
+    with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, FIRST_NICE)
-    except OSError:
-        pass
     # Warm up the path (page faults, first allocations) before timing it.
     for _ in range(max(1, min(calls // 10, 10_000) // burst)):
         timed_burst()
@@ -111,10 +110,8 @@ def send_floor(calls: int = 200_000, peers: int = 1, repeats: int = 5) -> dict[s
             cpu += burst_cpu
             wall += burst_wall
         rounds.append((cpu / (bursts * burst) * 1e6, wall / (bursts * burst) * 1e6))
-    try:
+    with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, before)
-    except OSError:
-        pass
     for sock in socks:
         sock.close()
     reader.join(30)

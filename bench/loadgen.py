@@ -24,6 +24,7 @@ limit per process.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import multiprocessing
@@ -34,7 +35,7 @@ import struct
 import time
 from typing import Any
 
-__all__ = ["LoadGen", "make_message", "MARK", "MAX_PER_WORKER"]
+__all__ = ["MARK", "MAX_PER_WORKER", "LoadGen", "make_message"]
 
 MARK = b"~L"
 _SEQ_END = 2 + 8
@@ -77,7 +78,7 @@ _WEBCHAT_PONG = _client_frame(b'{"type":"pong"}')
 
 
 class _Conn:
-    __slots__ = ("sock", "state", "buf", "client_id", "stalled")
+    __slots__ = ("buf", "client_id", "sock", "stalled", "state")
 
     def __init__(self, sock: socket.socket, stalled: bool) -> None:
         self.sock = sock
@@ -115,10 +116,8 @@ class _Worker:
             # network buffers fill; loopback buffers would otherwise swallow megabytes.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-        except OSError:
-            pass
         sock.bind((self.source_ip, 0))
         err = sock.connect_ex((job["host"], job["port"]))
         if err not in (0, errno.EINPROGRESS):
@@ -151,10 +150,8 @@ class _Worker:
         fd = conn.sock.fileno()
         if fd in self.conns:
             del self.conns[fd]
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self.ep.unregister(fd)
-            except (OSError, ValueError):
-                pass
         conn.state = _CLOSED
         conn.sock.close()
 
@@ -436,7 +433,7 @@ class LoadGen:
         """
         share, extra = divmod(count, len(self._pipes))
         sizes = [share + (1 if i < extra else 0) for i in range(len(self._pipes))]
-        busy = [(pipe, size) for pipe, size in zip(self._pipes, sizes) if size]
+        busy = [(pipe, size) for pipe, size in zip(self._pipes, sizes, strict=False) if size]
         for pipe, size in busy:
             pipe.send(("connect", kind, host, port, path, size, stall, inflight))
         ready = failed = 0
@@ -497,10 +494,8 @@ class LoadGen:
     def stop(self) -> None:
         """Stop the workers."""
         for pipe in self._pipes:
-            try:
+            with contextlib.suppress(OSError):
                 pipe.send(("quit",))
-            except OSError:
-                pass
         for proc in self._procs:
             proc.join(5)
             if proc.is_alive():

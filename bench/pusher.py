@@ -12,9 +12,11 @@ push call, so the send time it carries is the moment the app pushed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bench.loadgen import make_message
 
@@ -182,10 +184,8 @@ class Pusher:
 
     def stop(self) -> None:
         """Stop the process."""
-        try:
+        with contextlib.suppress(OSError):
             self._pipe.send(("quit",))
-        except OSError:
-            pass
         self._proc.join(5)
         if self._proc.is_alive():
             self._proc.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["targets", "table", "chart"]
+__all__ = ["chart", "table", "targets"]
 
 SYSTEMS = ("webchat", "socketio")
 
@@ -169,7 +169,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
             xs = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
             heights = [v if isinstance(v, (int, float)) else 0 for v in values]
             ax.bar(xs, heights, width, label=name, color=colours.get(name))
-            for x, v in zip(xs, values):
+            for x, v in zip(xs, values, strict=False):
                 if isinstance(v, (int, float)):
                     ax.annotate(_fmt(v), (x, v), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(labels)), labels)

@@ -10,16 +10,28 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bench.loadgen import MAX_PER_WORKER, LoadGen, make_message
 from bench.pusher import Pusher
-from bench.systems import (FIRST_NICE, LAST_NICE, ROOT, TMP, Proc, free_port, prioritize, start_push_server, start_redis, start_sio_server,
-                           wait_port)
+from bench.systems import (
+    FIRST_NICE,
+    LAST_NICE,
+    ROOT,
+    TMP,
+    Proc,
+    free_port,
+    prioritize,
+    start_push_server,
+    start_redis,
+    start_sio_server,
+    wait_port,
+)
 
-__all__ = ["Config", "FULL", "QUICK", "Webchat", "Socketio", "run_core", "run_api_rate", "run_say", "run_cluster"]
+__all__ = ["FULL", "QUICK", "Config", "Socketio", "Webchat", "run_api_rate", "run_cluster", "run_core", "run_say"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ QUICK = Config(idle=(200, 400), groups=(50, 200), burst_frames=4_000, paced_coun
 def percentile(values: list[float], q: float) -> float:
     """The ``q``-th percentile (nearest rank) of ``values``."""
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
 
 
@@ -210,8 +222,8 @@ def fan_out(system: Any, lg: LoadGen, pusher: Pusher, target: str | None, member
     expected = members * messages
     stats = lg.wait_frames(expected, timeout=60 + expected * 300e-6)
     split1 = [p.cpu_split() for p in system.procs]
-    user = sum(b[0] - a[0] for a, b in zip(split0, split1))
-    kernel = sum(b[1] - a[1] for a, b in zip(split0, split1))
+    user = sum(b[0] - a[0] for a, b in zip(split0, split1, strict=False))
+    kernel = sum(b[1] - a[1] for a, b in zip(split0, split1, strict=False))
     cpu = user + kernel
     delivered = stats["frames"]
     wall = max(stats["last_arrival"] - sent["start"], 1e-9)
@@ -297,9 +309,9 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
         fan: dict[str, Any] = {}
         for members, group in ((small, g_small), (large, g_large)):
             messages = max(5, cfg.burst_frames // members)
-            _guard(fan, str(members), log, lambda: fan_out(system, lg, pusher, group, members, messages))
+            _guard(fan, str(members), log, lambda g=group, m=members, n=messages: fan_out(system, lg, pusher, g, m, n))
             _guard(fan, f"{members}_pending10", log,
-                   lambda: fan_out(system, lg, pusher, group, members, max(10, messages // 10 * 10), per_call=10))
+                   lambda g=group, m=members, n=messages: fan_out(system, lg, pusher, g, m, max(10, n // 10 * 10), per_call=10))
         out["fan_out"] = fan
         lat: dict[str, Any] = {}
         for members, group in ((small, g_small), (large, g_large)):
@@ -309,7 +321,7 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
             # system is measured unsaturated too (it gets a gentler pace).
             interval = max(cfg.paced_interval, 2 * measured.get("per_message_s", 0))
             count = max(20, min(cfg.paced_count, int(cfg.paced_max_seconds / interval)))
-            _guard(lat, str(members), log, lambda: paced(lg, pusher, group, members, count, interval))
+            _guard(lat, str(members), log, lambda g=group, m=members, c=count, i=interval: paced(lg, pusher, g, m, c, i))
         out["latency"] = lat
 
         def stall() -> dict[str, Any]:
@@ -369,7 +381,7 @@ def web_app_available() -> str | None:
     if not (ROOT / "web_app" / "__init__.py").exists():
         return "web_app/ does not exist yet"
     try:
-        import web_app  # noqa: F401
+        import web_app
 
         if not hasattr(web_app, "create_app"):
             return "web_app has no create_app"
@@ -430,7 +442,7 @@ def run_say(system_name: str, cfg: Config, log: Callable[[str], None]) -> dict[s
                 answer.raise_for_status()
 
             with ThreadPoolExecutor(4) as pool:
-                list(pool.map(bind, zip(users, conns["client_ids"])))
+                list(pool.map(bind, zip(users, conns["client_ids"], strict=False)))
             sayer = users[0]
 
             def say(content: str) -> None:

@@ -8,6 +8,7 @@ memory from ``/proc/<pid>/status`` (VmRSS), for the process and its children.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -15,11 +16,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["FIRST_NICE", "LAST_NICE", "Proc", "free_port", "wait_port", "prioritize", "start_redis", "start_push_server",
-           "start_sio_server", "ROOT", "TMP"]
+__all__ = [
+    "FIRST_NICE",
+    "LAST_NICE",
+    "ROOT",
+    "TMP",
+    "Proc",
+    "free_port",
+    "prioritize",
+    "start_push_server",
+    "start_redis",
+    "start_sio_server",
+    "wait_port",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 TMP = ROOT / "bench" / "results" / "tmp"
@@ -141,7 +153,7 @@ class Proc:
         TMP.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = TMP / f"{name}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the process's life; closed in stop())
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONPATH", str(ROOT))
@@ -178,17 +190,13 @@ class Proc:
     def stop(self) -> None:
         """Ask it to stop (SIGTERM to its process group), then kill it if it lingers."""
         if self.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(10)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.popen.wait(10)
         self._log.close()
 

@@ -7,4 +7,4 @@ internal HTTP API (see push_client and docs/openapi.yaml).
 from .app import create_app, ws_port
 from .config import Config, ConfigError, from_env
 
-__all__ = ["create_app", "ws_port", "Config", "ConfigError", "from_env"]
+__all__ = ["Config", "ConfigError", "create_app", "from_env", "ws_port"]

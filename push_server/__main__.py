@@ -7,17 +7,12 @@ a flag wins over the environment.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
-from aiohttp import web
-
-from . import api
-from .app import create_app
 from .config import ENVIRONMENT, Config, ConfigError, from_env, parse_value
+from .serve import serve
 
 log = logging.getLogger("push_server")
 
@@ -37,6 +32,9 @@ _HELP = {
     "max_message_bytes": "largest pushed message (default 1 MiB)",
     "max_frame_bytes": "largest frame a browser may send (default 64 KiB)",
     "max_client_frames_per_second": "frames per second a browser may send before it is closed (default 50)",
+    "body_read_timeout": "seconds an API request body may take to arrive (default 10)",
+    "idempotency_window": "seconds an idempotency key is remembered (default 300)",
+    "batch_slice_seconds": "event-loop time a batch works for before letting others run (default 0.005)",
     "workers": "processes sharing the ports as one cluster; needs --redis-url (default 1)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
     "event_loop": "auto (uvloop when installed), uvloop or asyncio (default auto)",
@@ -51,7 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, object]:
         parser.add_argument(flag, dest=field_name, metavar=variable, help=f"{_HELP[field_name]} [env {variable}]")
     given = vars(parser.parse_args(argv))
     values: dict[str, object] = {}
-    for variable, (field_name, kind) in ENVIRONMENT.items():
+    for field_name, kind in ENVIRONMENT.values():
         if given.get(field_name) is not None:
             values[field_name] = parse_value(field_name, kind, given[field_name])
     return values
@@ -65,54 +63,12 @@ def load_config(argv: Sequence[str] | None = None) -> Config:
         sys.exit(f"push-server: {exc}")
 
 
-def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
-    """The event loop the config asks for: uvloop (its transports write in C) or asyncio."""
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                sys.exit("push-server: --event-loop uvloop, but uvloop is not installed (pip install uvloop)")
-        else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-    return asyncio.new_event_loop()
-
-
-def serve(config: Config) -> None:
-    """Run one server process until SIGTERM/SIGINT."""
-
-    async def settle_gc(app: web.Application) -> None:
-        # Everything made at start-up lives forever: freeze it out of the
-        # collector's scans, and collect young objects less often. Full
-        # collections over many connections caused 200-300 ms pauses.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-
-    app = create_app(config)
-    app.on_startup.append(settle_gc)
-    loop = new_event_loop(config.event_loop)
-    asyncio.set_event_loop(loop)
-    log.info("event loop: %s", type(loop).__module__.split(".")[0])
-    web.run_app(
-        app,
-        loop=loop,
-        host=config.api_host,
-        port=config.api_port,
-        reuse_port=config.reuse_port or None,
-        access_log_class=api.AccessLogger,
-        access_log=logging.getLogger("push_server.access"),
-        # run_app calls this once every listener is bound: only then is it true.
-        print=lambda _banner: log.info("internal API on http://%s:%d", config.api_host, config.api_port),
-        shutdown_timeout=5.0,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``push-server`` command."""
     config = load_config(argv)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
     # One line per API request is too much at INFO under load: the access log
     # is written only when debugging (--log-level DEBUG).
     debugging = logging.getLogger().level <= logging.DEBUG

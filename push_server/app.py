@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from . import api
-from .websocket import frames
+from .api.auth import ClaimStore, MemoryClaims
 from .backends.base import Backend
 from .config import Config
+from .websocket import frames
 from .websocket.connections import Connections
 from .websocket.listener import ClientConnection, ListenerContext
 
@@ -47,11 +48,23 @@ def make_backend(config: Config) -> Backend:
     return MemoryBackend()
 
 
+def make_claims(config: Config, backend: Backend) -> ClaimStore:
+    """Where the API claims nonces and idempotency keys: in Redis for a cluster, else in memory."""
+    if config.redis_url:
+        from .backends.redis import RedisBackend
+
+        if isinstance(backend, RedisBackend):
+            # Its SET NX PX (with a local fallback while Redis is away) is a ClaimStore.
+            return backend
+    return MemoryClaims()
+
+
 def create_app(config: Config, backend: Backend | None = None) -> web.Application:
     """The push server: internal API routes plus the WebSocket listener's lifecycle."""
     app = web.Application(middlewares=[api.keep_serving], client_max_size=config.max_body_bytes)
     app[api.CONFIG] = config
     app[api.BACKEND] = backend if backend is not None else make_backend(config)
+    app[api.CLAIMS] = make_claims(config, app[api.BACKEND])
     app[CONNECTIONS] = Connections()
     api.add_routes(app)
     app.cleanup_ctx.append(_run_push_side)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
 class ConfigError(ValueError):
@@ -46,6 +46,13 @@ class Config:
     max_body_bytes: int = 16 * 1024 * 1024
     #: Operations in one batch request.
     max_batch_operations: int = 10_000
+    #: Seconds an API request's body may take to arrive (it is unauthenticated until whole).
+    body_read_timeout: float = 10.0
+    #: Seconds an idempotency key is remembered: a repeat within it is not applied again.
+    idempotency_window: float = 300.0
+    #: Seconds of event-loop time a batch is checked and applied for before it lets
+    #: other requests and connections run (a huge batch is worked through in slices).
+    batch_slice_seconds: float = 0.005
     #: Processes sharing the ports (``--workers``); more than one needs Redis.
     workers: int = 1
     #: Set for worker processes so they can share the listening ports.
@@ -70,6 +77,8 @@ class Config:
             raise ConfigError("the WebSocket and API listeners need different ports")
         if self.heartbeat_interval <= 0 or self.heartbeat_timeout <= self.heartbeat_interval:
             raise ConfigError("heartbeat timeout must be longer than the heartbeat interval (both > 0)")
+        if self.body_read_timeout <= 0 or self.idempotency_window <= 0 or self.batch_slice_seconds <= 0:
+            raise ConfigError("body read timeout, idempotency window and batch slice must be positive")
         if self.node_timeout <= 0:
             raise ConfigError("node timeout must be positive")
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
@@ -104,6 +113,9 @@ ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
     "PUSH_MAX_FRAME_BYTES": ("max_frame_bytes", int),
     "PUSH_MAX_CLIENT_FRAMES_PER_SECOND": ("max_client_frames_per_second", int),
+    "PUSH_BODY_READ_TIMEOUT": ("body_read_timeout", float),
+    "PUSH_IDEMPOTENCY_WINDOW": ("idempotency_window", float),
+    "PUSH_BATCH_SLICE_SECONDS": ("batch_slice_seconds", float),
     "PUSH_WORKERS": ("workers", int),
     "PUSH_LOG_LEVEL": ("log_level", str),
     "PUSH_EVENT_LOOP": ("event_loop", str),

@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from .config import Config
+from .serve import serve
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ def _worker(config: Config) -> None:
     # would cut it short (no leave signals, no retired lease).
     os.setpgid(0, 0)
     _stop_with_parent()
-    from .__main__ import serve
-
     try:
         serve(config)
     except OSError as exc:

@@ -1,10 +1,10 @@
 """The Backend interface: where uids, groups and sessions live, and how pushes travel.
 
-The WebSocket side (``ws.py``) and the API (``api.py``) only talk to a Backend,
-so a single process (``MemoryBackend``) and a cluster (``RedisBackend``) are
-interchangeable. A backend owns the cluster-wide state; the node's own sockets
-are in :class:`~push_server.websocket.connections.Connections`, which the backend is given
-at :meth:`start` and uses to deliver locally.
+The WebSocket listener (``websocket/``) and the API (``api/``) only talk to a
+Backend, so a single process (``MemoryBackend``) and a cluster (``RedisBackend``)
+are interchangeable. A backend owns the cluster-wide state; the node's own
+sockets are behind a :class:`~push_server.delivery.Delivery` (the listener's
+``Connections``), which the backend is given at :meth:`start` and delivers through.
 
 Conventions every implementation keeps:
 
@@ -20,19 +20,28 @@ Conventions every implementation keeps:
 from __future__ import annotations
 
 import abc
+import asyncio
+import itertools
 import secrets
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypedDict
 
+from ..delivery import Delivery
+from ..errors import BackendUnavailable
 from ..websocket import frames
 
-if TYPE_CHECKING:
-    from ..websocket.connections import Connections
+__all__ = ["Backend", "BackendUnavailable", "Call", "NodeInfo", "Session", "merge_pushes"]
 
 Session = dict[str, Any]
 
 
-class BackendUnavailable(Exception):
-    """The shared state (Redis) cannot be reached; the operation was not applied."""
+class NodeInfo(TypedDict):
+    """One live node of the cluster, as ``get_nodes`` answers it."""
+
+    node: str
+    connections: int
+    started: float
 
 
 def new_random_id() -> str:
@@ -60,16 +69,16 @@ def merge_pushes(calls: list[Call]) -> tuple[list[Call], list[int] | None]:
     positions = [_FRAME_ARGUMENT.get(getattr(method, "__name__", "")) for method, _ in calls]
     # Most batches (web_app's /bind: bind, join, set_session) hold no two
     # pushes in a row: one cheap pass, and they run as they are.
-    if not any(a is not None and b is not None for a, b in zip(positions, positions[1:])):
+    if not any(a is not None and b is not None for a, b in itertools.pairwise(positions)):
         return calls, None
     # Each run: its first call, where the frame is among its arguments, and its frames.
     runs: list[tuple[Call, int | None, list[bytes]]] = []
-    for call, position in zip(calls, positions):
+    for call, position in zip(calls, positions, strict=False):
         method, values = call
         if position is not None and runs:
             (last_method, last_values), _, frames = runs[-1]
             if last_method == method and all(
-                a == b for index, (a, b) in enumerate(zip(last_values, values)) if index != position
+                a == b for index, (a, b) in enumerate(zip(last_values, values, strict=False)) if index != position
             ):
                 frames.append(values[position])
                 continue
@@ -86,36 +95,59 @@ def merge_pushes(calls: list[Call]) -> tuple[list[Call], list[int] | None]:
 class Backend(abc.ABC):
     """Cluster state and routing. Every method is a coroutine unless noted."""
 
-    connections: Connections
+    connections: Delivery
 
     # -- lifecycle ------------------------------------------------------------
 
-    async def start(self, connections: Connections) -> None:
+    async def start(self, connections: Delivery) -> None:
         """Start: remember this node's sockets, connect to shared state, start background work."""
         self.connections = connections
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 (optional: most backends have nothing to stop)
         """Stop background work and release shared resources.
 
         Called after every local client has been unregistered.
         """
 
-    async def run_batch(self, calls: list[Call]) -> list[Any]:
+    async def run_batch(self, calls: list[Call], slice_seconds: float | None = None) -> list[Any]:
         """Run a batch's checked calls in order; return each result or the exception it raised.
 
         Consecutive pushes to the same recipients are first merged into one
         push of their frames joined (see :func:`merge_pushes`): the recipients
         are resolved once and each gets one buffer instead of one per message.
         What reaches each socket is byte for byte the same.
+
+        With ``slice_seconds``, the calls are run in chunks sized to take about
+        that long, yielding to the event loop between chunks: one huge batch
+        then never holds up the node's other clients for long.
         """
         merged, spans = merge_pushes(calls)
-        outcomes = await self._run_calls(merged)
+        if slice_seconds is None or len(merged) <= 1:
+            outcomes = await self._run_calls(merged)
+        else:
+            outcomes = await self._run_in_slices(merged, slice_seconds)
         if spans is None:
             return outcomes
         results: list[Any] = []
-        for outcome, span in zip(outcomes, spans):
+        for outcome, span in zip(outcomes, spans, strict=False):
             results.extend([outcome] * span)
         return results
+
+    async def _run_in_slices(self, calls: list[Call], slice_seconds: float) -> list[Any]:
+        outcomes: list[Any] = []
+        clock = time.perf_counter
+        size, start = 64, 0
+        while start < len(calls):
+            began = clock()
+            outcomes.extend(await self._run_calls(calls[start : start + size]))
+            start += size
+            spent = clock() - began
+            # The next chunk is sized from this one's pace (the calls' costs vary
+            # with their recipients), within 1..4096.
+            size = max(1, min(4096, int(size * slice_seconds / max(spent, 1e-6))))
+            if start < len(calls):
+                await asyncio.sleep(0)
+        return outcomes
 
     async def _run_calls(self, calls: list[Call]) -> list[Any]:
         """Run calls in order; each result, or the BackendUnavailable it raised.
@@ -135,10 +167,6 @@ class Backend(abc.ABC):
     def new_client_id(self) -> str:
         """A fresh client id (not a coroutine). A cluster may encode its node in it."""
         return new_random_id()
-
-    @abc.abstractmethod
-    async def claim_nonce(self, nonce: str, ttl: float) -> bool:
-        """Remember ``nonce`` for ``ttl`` seconds; False if it was already seen (a replay)."""
 
     # -- this node's clients arriving and leaving ------------------------------
 
@@ -273,11 +301,15 @@ class Backend(abc.ABC):
     async def get_all_group_id_list(self) -> list[str]:
         """Every group with at least one member."""
 
+    @abc.abstractmethod
+    async def get_nodes(self) -> list[NodeInfo]:
+        """The cluster's live nodes: id, connections held, start time (Unix seconds)."""
+
 
 class ClientState:
     """What a node holds for one of its clients: its uid, groups and session."""
 
-    __slots__ = ("uid", "groups", "session")
+    __slots__ = ("groups", "session", "uid")
 
     def __init__(self, uid: str | None) -> None:
         self.uid = uid

@@ -2,65 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from ..websocket import frames
-from .base import Backend, Session, leave_frame, unique
+from .base import Backend, NodeInfo, Session, leave_frame, unique
 from .local import LocalState
-
-
-#: Nonces that expire within the same this-many seconds are forgotten together.
-NONCE_BUCKET_SECONDS = 10.0
-
-
-class NonceMemory:
-    """The API's nonces still inside their replay window, kept densely.
-
-    A node taking thousands of calls a second holds about a million of them
-    (each is kept ~360 s, see ``api._nonce_ttl``), so each costs what matters:
-    a 64-bit fingerprint (the process-salted ``hash()`` of the nonce; two
-    different nonces share one with odds of ~10^-13 at a million held, and only
-    signed requests get this far) in one set, and in the list of the bucket
-    it expires in. About 90 bytes a nonce, against ~200 for the string with
-    its own expiry entry. Buckets also let lifetimes differ (they follow each
-    request's timestamp): a whole bucket goes at once, never before the
-    lifetime asked for and at most :data:`NONCE_BUCKET_SECONDS` after it.
-    """
-
-    def __init__(self) -> None:
-        self._seen: set[int] = set()
-        #: Bucket number (expiry time // NONCE_BUCKET_SECONDS) → its fingerprints.
-        self._expiring: dict[int, list[int]] = {}
-        self._pruned_before = 0
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def claim(self, nonce: str, ttl: float, now: float) -> bool:
-        """Remember ``nonce`` for at least ``ttl`` seconds after ``now``; False if it is already held."""
-        current = int(now // NONCE_BUCKET_SECONDS)
-        if current > self._pruned_before:
-            self._forget_before(current)
-        fingerprint = hash(nonce)
-        if fingerprint in self._seen:
-            return False
-        self._seen.add(fingerprint)
-        bucket = int((now + ttl) // NONCE_BUCKET_SECONDS)
-        expiring = self._expiring.get(bucket)
-        if expiring is None:
-            self._expiring[bucket] = [fingerprint]
-        else:
-            expiring.append(fingerprint)
-        return True
-
-    def _forget_before(self, current: int) -> None:
-        # A bucket ends where the next begins: every nonce in a bucket before
-        # the current one has outlived its ttl.
-        seen = self._seen
-        for bucket in [bucket for bucket in self._expiring if bucket < current]:
-            for fingerprint in self._expiring.pop(bucket):
-                seen.discard(fingerprint)
-        self._pruned_before = current
 
 
 class MemoryBackend(Backend):
@@ -68,10 +15,8 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self.state = LocalState()
-        self.nonces = NonceMemory()
-
-    async def claim_nonce(self, nonce: str, ttl: float) -> bool:
-        return self.nonces.claim(nonce, ttl, time.monotonic())
+        self.node_id = secrets.token_urlsafe(6)
+        self.started = time.time()
 
     # -- arrivals and departures ------------------------------------------------------
 
@@ -192,3 +137,6 @@ class MemoryBackend(Backend):
 
     async def get_all_group_id_list(self) -> list[str]:
         return list(self.state.groups)
+
+    async def get_nodes(self) -> list[NodeInfo]:
+        return [{"node": self.node_id, "connections": len(self.connections), "started": self.started}]

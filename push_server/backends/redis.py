@@ -56,13 +56,13 @@ from redis.exceptions import RedisError
 
 from ..websocket import frames
 from ..config import Config
-from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
+from .base import Backend, BackendUnavailable, Call, NodeInfo, Session, leave_frame, new_random_id
 from .local import LocalState
 from .redis_lua import SCRIPT
 from .redis_pipeline import TickPipeline
 
 if TYPE_CHECKING:
-    from ..websocket.connections import Connections
+    from ..delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class RedisBackend(Backend):
         self.prefix = config.redis_prefix
         #: Short and URL-safe: it starts every client id of this node.
         self.node_id = secrets.token_urlsafe(6)
+        self.started = time.time()
         self.mirror = LocalState()
         self._redis = aioredis.Redis.from_url(
             config.redis_url,
@@ -166,8 +167,9 @@ class RedisBackend(Backend):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._backoff = BACKOFF_FIRST
         self._down_logged = False
-        # Nonces claimed while Redis was away: checked locally meanwhile and
-        # written to Redis on reconnection, so a replay stays refused cluster-wide.
+        # Keys (API nonces, idempotency keys) claimed while Redis was away: checked
+        # locally meanwhile and written to Redis on reconnection, so a replay stays
+        # refused cluster-wide.
         self._local_nonces: dict[str, float] = {}
         self._resync_lock = asyncio.Lock()
         self._handlers: dict[int, Callable[[Any, bytes], None]] = {
@@ -204,7 +206,7 @@ class RedisBackend(Backend):
             f"{waiting} have not written their clients back (at most {self.config.node_timeout:g} s); try again shortly"
         )
 
-    async def start(self, connections: Connections) -> None:
+    async def start(self, connections: Delivery) -> None:
         await super().start(connections)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         try:
@@ -508,6 +510,7 @@ class RedisBackend(Backend):
             for start in range(0, len(gone), CHUNK):
                 await self._internal("depart_many", self.node_id, *gone[start : start + CHUNK])
             await self._write_back_nonces()
+            await self._internal_command("HSET", self._key("started"), self.node_id, repr(self.started))
             if local or gone:
                 log.info("node %s: state written back (%d clients, %d departed meanwhile)", self.node_id, len(local), len(gone))
 
@@ -523,7 +526,7 @@ class RedisBackend(Backend):
         async with self._redis.pipeline(transaction=False) as pipe:
             for nonce, expiry in nonces.items():
                 if expiry > now:
-                    pipe.set(self._key("nonce:", nonce), b"1", nx=True, px=int((expiry - now) * 1000) + 1)
+                    pipe.set(self._key(nonce), b"1", nx=True, px=int((expiry - now) * 1000) + 1)
             if pipe:
                 await self._guard(pipe.execute())
 
@@ -557,8 +560,6 @@ class RedisBackend(Backend):
         if connection is not None:
             connection.close(frames.CLOSE_NORMAL, "", frame or None)
 
-    # -- nonces ---------------------------------------------------------------------------
-
     async def _run_calls(self, calls: list[Call]) -> list[Any]:
         """Start every operation of a batch at once, in order.
 
@@ -568,11 +569,14 @@ class RedisBackend(Backend):
         """
         return await asyncio.gather(*(method(*values) for method, values in calls), return_exceptions=True)
 
-    async def claim_nonce(self, nonce: str, ttl: float) -> bool:
+    # -- claimed keys (the API's nonce and idempotency stores: api.auth.ClaimStore) ------------
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """SET NX PX ``key`` (namespaced by the caller, e.g. ``nonce:X``); False if it is held."""
         if self._linked:
             try:
                 # Redis decides as soon as it is reachable, even while the cluster is not whole.
-                claimed = await self._internal_command("SET", self._key("nonce:", nonce), b"1", "NX", "PX", int(ttl * 1000))
+                claimed = await self._internal_command("SET", self._key(key), b"1", "NX", "PX", int(ttl * 1000))
                 return bool(claimed)
             except BackendUnavailable:
                 pass
@@ -582,11 +586,18 @@ class RedisBackend(Backend):
         now = time.monotonic()
         if len(self._local_nonces) > 10_000:
             self._local_nonces = {n: e for n, e in self._local_nonces.items() if e > now}
-        expiry = self._local_nonces.get(nonce)
+        expiry = self._local_nonces.get(key)
         if expiry is not None and expiry > now:
             return False
-        self._local_nonces[nonce] = now + ttl
+        self._local_nonces[key] = now + ttl
         return True
+
+    async def release(self, key: str) -> None:
+        """Forget a claimed key (its operation failed: a retry must be able to claim it)."""
+        self._local_nonces.pop(key, None)
+        # Best effort: with Redis away the key was only claimed locally (above).
+        with contextlib.suppress(BackendUnavailable):
+            await self._internal_command("DEL", self._key(key))
 
     # -- arrivals and departures --------------------------------------------------------
 
@@ -781,6 +792,22 @@ class RedisBackend(Backend):
 
     async def get_all_uid_count(self) -> int:
         return int(await self._query("SCARD", self._key("uids")))
+
+    async def get_nodes(self) -> list[NodeInfo]:
+        # The live nodes are those whose lease has not expired; each one's
+        # clients are in nc:N, and its start time in the started hash (resync).
+        nodes, started = await asyncio.gather(self._query("SMEMBERS", self._key("nodes")), self._query("HGETALL", self._key("started")))
+        names = sorted(_texts(nodes))
+        counts = await asyncio.gather(
+            *(self._query("EXISTS", self._key("lease:", n)) for n in names),
+            *(self._query("SCARD", self._key("nc:", n)) for n in names),
+        )
+        since = {_text(k): float(v) for k, v in started.items()}
+        return [
+            {"node": n, "connections": int(count), "started": since.get(n, 0.0)}
+            for n, live, count in zip(names, counts[: len(names)], counts[len(names) :])
+            if live
+        ]
 
     async def get_all_group_id_list(self) -> list[str]:
         return _texts(await self._query("SMEMBERS", self._key("groups")))

@@ -7,7 +7,8 @@ import importlib.util
 import os
 import socket
 import uuid
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest

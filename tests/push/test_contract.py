@@ -182,7 +182,9 @@ async def test_group_membership_and_queries(browsers: Any, push: PushClient, nam
     await call(push.bind_uid, b.client_id, uid)
     for browser in (a, b, c):
         await call(push.join_group, browser.client_id, group)
-    assert sorted(await call(push.get_client_id_list_by_group, group)) == sorted([a.client_id, b.client_id, c.client_id])
+    assert sorted(await call(push.get_client_id_list_by_group, group)) == sorted(
+        [a.client_id, b.client_id, c.client_id]
+    )
     assert await call(push.get_client_count_by_group, group) == 3
     assert await call(push.get_uid_list_by_group, group) == [uid]
     assert await call(push.get_uid_count_by_group, group) == 1
@@ -341,3 +343,82 @@ async def test_a_malformed_batch_changes_nothing(browsers: Any, push: PushClient
     assert "operations[2].uid" in refused.value.message
     assert await call(push.get_client_count_by_group, group) == 0
     await browser.nothing()
+
+
+# -- cluster view and idempotency (raw signed calls: push_client learns them separately) ------
+
+
+def signed_call(server: Any, path: str, payload: Any) -> Any:
+    """POST ``payload`` signed to ``path`` on ``server``; the decoded answer (asserting 200)."""
+    import json
+
+    import requests
+
+    import push_protocol
+
+    body = json.dumps(payload).encode()
+    headers = push_protocol.sign_request(server.secret, "POST", path, body)
+    response = requests.post(server.api_url + path, data=body, headers=headers, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_get_nodes_lists_the_live_node_with_its_connections(fresh_server: Any, browsers: Any) -> None:
+    """get_nodes answers the cluster's live nodes: here one, holding the connections opened on it."""
+    import push_protocol
+
+    for _ in range(2):
+        await browsers(fresh_server)
+    answer = await call(signed_call, fresh_server, push_protocol.operation_path("get_nodes"), {})
+    (node,) = answer["result"]
+    assert node["connections"] == 2
+    assert isinstance(node["node"], str) and node["node"]
+    assert time.time() - 600 < node["started"] <= time.time()
+    batch = await call(signed_call, fresh_server, push_protocol.BATCH_PATH, {"operations": [["get_nodes"]]})
+    assert batch["results"][0][0]["node"] == node["node"]
+
+
+async def test_an_idempotency_key_applies_a_push_once(server: Any, browsers: Any, name: Any) -> None:
+    """A push or batch repeated with the same idempotency_key is answered as a success and delivered once."""
+    import push_protocol
+
+    browser = await browsers()
+    key = name("key")
+    args = {"client_id": browser.client_id, "message": {"text": "once"}, "idempotency_key": key}
+    for _ in range(2):
+        answer = await call(signed_call, server, push_protocol.operation_path("send_to_client"), args)
+        assert answer == {"result": None}
+    assert (await browser.receive()).data == "once"
+    group = name("g")
+    batch = {
+        "operations": [["join_group", browser.client_id, group], ["send_to_group", group, {"text": "batch once"}]],
+        "idempotency_key": name("batch-key"),
+    }
+    for _ in range(2):
+        answer = await call(signed_call, server, push_protocol.BATCH_PATH, batch)
+        assert answer == {"results": [None, None], "errors": []}
+    assert (await browser.receive()).data == "batch once"
+    # The same key on a compact push in another batch is the same key: not applied again.
+    compact = {"operations": [["send_to_client", browser.client_id, {"text": "once"}, key]]}
+    await call(signed_call, server, push_protocol.BATCH_PATH, compact)
+    await browser.nothing()
+
+
+async def test_an_idempotency_key_is_claimed_only_by_a_valid_request(server: Any, browsers: Any, name: Any) -> None:
+    """A refused request does not use up its key: the corrected retry with the same key is applied."""
+    import json
+
+    import requests
+
+    import push_protocol
+
+    browser = await browsers()
+    key = name("key")
+    path = push_protocol.operation_path("send_to_client")
+    bad = json.dumps({"client_id": browser.client_id, "message": {"text": 1}, "idempotency_key": key}).encode()
+    headers = push_protocol.sign_request(server.secret, "POST", path, bad)
+    refused = await call(requests.post, server.api_url + path, data=bad, headers=headers, timeout=TIMEOUT)
+    assert refused.status_code == 400
+    args = {"client_id": browser.client_id, "message": {"text": "applied"}, "idempotency_key": key}
+    await call(signed_call, server, path, args)
+    assert (await browser.receive()).data == "applied"

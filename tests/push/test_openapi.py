@@ -15,7 +15,8 @@ import hashlib
 import hmac
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,7 +33,7 @@ from referencing.jsonschema import DRAFT202012  # noqa: E402
 
 import push_protocol  # noqa: E402
 from push_protocol import ErrorCode  # noqa: E402
-from push_server.api import NONCE_CLOCK_SLACK  # noqa: E402
+from push_server.api.auth import NONCE_CLOCK_SLACK  # noqa: E402
 
 from ..servers import ROOT, TIMEOUT, PushServerProcess  # noqa: E402
 
@@ -66,6 +67,7 @@ PARAMETER_KINDS = {
     "exclude_client_ids": "ClientIdArray",
     "message": "Message",
     "session": "Session",
+    "idempotency_key": "IdempotencyKey",
 }
 
 #: Values of each kind that the server must refuse with 400 (and the schema must refuse too).
@@ -86,6 +88,7 @@ MALFORMED: dict[str, list[Any]] = {
         {"html": "<b>hi</b>"},
     ],
     "Session": [[], "x", 1, True],
+    "IdempotencyKey": ["", 42, "k" * 201, ["k"], {"k": 1}],
 }
 
 
@@ -129,7 +132,9 @@ def params(op: str) -> list[tuple[str, bool]]:
     return [(param.rstrip("?"), param.endswith("?")) for param in push_protocol.OPERATIONS[op]]
 
 
-def signed_post(server: PushServerProcess, path: str, payload: Any = None, body: bytes | None = None) -> requests.Response:
+def signed_post(
+    server: PushServerProcess, path: str, payload: Any = None, body: bytes | None = None
+) -> requests.Response:
     """POST ``payload`` (or raw ``body``) to ``path``, signed the way the document says."""
     if body is None:
         body = json.dumps(payload).encode()
@@ -160,7 +165,9 @@ def server() -> Iterator[PushServerProcess]:
 
 def test_document_is_valid_openapi_3_1() -> None:
     """The document validates as OpenAPI 3.1."""
-    validate = pytest.importorskip("openapi_spec_validator", reason="needs openapi-spec-validator (the test extra)").validate
+    validate = pytest.importorskip(
+        "openapi_spec_validator", reason="needs openapi-spec-validator (the test extra)"
+    ).validate
     assert DOC["openapi"].startswith("3.1")
     validate(DOC)
 
@@ -201,15 +208,18 @@ def test_batch_calls_cover_every_operation() -> None:
     ]
     named = [SCHEMAS[ref["$ref"].rsplit("/", 1)[-1]] for ref in SCHEMAS["NamedCall"]["oneOf"]]
     assert [call["properties"]["op"]["const"] for call in named] == OPERATIONS
-    for op, call in zip(OPERATIONS, named):
+    for op, call in zip(OPERATIONS, named, strict=False):
         assert call["properties"]["args"] == {"$ref": f"#/components/schemas/{args_schema_name(op)}"}
         needs_args = any(not optional for _, optional in params(op))
         assert call["required"] == (["op", "args"] if needs_args else ["op"]), op
     compact = [SCHEMAS[ref["$ref"].rsplit("/", 1)[-1]] for ref in SCHEMAS["CompactCall"]["oneOf"]]
     assert [call["prefixItems"][0]["const"] for call in compact] == OPERATIONS
-    for op, call in zip(OPERATIONS, compact):
+    for op, call in zip(OPERATIONS, compact, strict=False):
         # The positions are the named arguments' properties, in their order and of their kinds.
-        kinds = [{k: v for k, v in prop.items() if k != "description"} for prop in SCHEMAS[args_schema_name(op)]["properties"].values()]
+        kinds = [
+            {k: v for k, v in prop.items() if k != "description"}
+            for prop in SCHEMAS[args_schema_name(op)]["properties"].values()
+        ]
         assert call["prefixItems"][1:] == kinds, op
         assert call["minItems"] == 1 + sum(not optional for _, optional in params(op)), op
         assert call["items"] is False
@@ -246,8 +256,14 @@ def test_signature_scheme_matches_push_protocol() -> None:
     text = "\n".join((vector["method"], vector["path"], vector["timestamp"], vector["nonce"], vector["body_sha256"]))
     assert hmac.new(vector["secret"].encode(), text.encode(), hashlib.sha256).hexdigest() == vector["signature"]
     problem = push_protocol.verify_signature(
-        vector["secret"], vector["method"], vector["path"], vector["body_sha256"],
-        vector["timestamp"], vector["nonce"], vector["signature"], now=int(vector["timestamp"]),
+        vector["secret"],
+        vector["method"],
+        vector["path"],
+        vector["body_sha256"],
+        vector["timestamp"],
+        vector["nonce"],
+        vector["signature"],
+        now=int(vector["timestamp"]),
     )
     assert problem is None
     for value in (vector["body"], vector["signature"], vector["body_sha256"]):
@@ -256,7 +272,7 @@ def test_signature_scheme_matches_push_protocol() -> None:
 
 def test_limits_match_the_server() -> None:
     """The limits the document states are the server's defaults."""
-    from push_server import api
+    from push_server.api import schema as api
     from push_server.config import Config
 
     config = Config(secret="x" * 16)
@@ -341,8 +357,13 @@ def test_every_operation_in_one_batch_is_accepted(server: PushServerProcess, for
 def test_compact_calls_may_leave_out_trailing_optional_arguments(server: PushServerProcess) -> None:
     """A compact call without its trailing optional arguments, or with them null, fits the schema and is accepted."""
     message = {"text": "x"}
-    operations = [["send_to_all", message], ["send_to_all", message, None, None], ["send_to_all", message, None, []],
-                  ["close_client", "nobody-online"], ["send_to_group", "g", message]]
+    operations = [
+        ["send_to_all", message],
+        ["send_to_all", message, None, None],
+        ["send_to_all", message, None, []],
+        ["close_client", "nobody-online"],
+        ["send_to_group", "g", message],
+    ]
     body = {"operations": operations}
     assert accepts("BatchRequest", body)
     response = signed_post(server, push_protocol.BATCH_PATH, body)
@@ -352,7 +373,7 @@ def test_compact_calls_may_leave_out_trailing_optional_arguments(server: PushSer
 
 async def test_answers_about_a_live_connection_fit_their_schemas(server: PushServerProcess) -> None:
     """With a real browser bound, grouped and given a session, every query's answer fits its documented schema."""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session:  # noqa: SIM117 (the socket is made from the session)
         async with session.ws_connect(server.ws_url) as ws:
             init = json.loads((await ws.receive(timeout=TIMEOUT)).data)
             client_id = init["client_id"]
@@ -367,7 +388,9 @@ async def test_answers_about_a_live_connection_fit_their_schemas(server: PushSer
                 assert signed_post(server, push_protocol.operation_path(op), args).status_code == 200
             answers = {}
             for op in OPERATIONS:
-                if op.startswith(("send_", "close_", "bind_", "unbind_", "join_", "leave_", "ungroup", "set_", "update_")):
+                if op.startswith(
+                    ("send_", "close_", "bind_", "unbind_", "join_", "leave_", "ungroup", "set_", "update_")
+                ):
                     continue
                 args = {}
                 for name, _ in params(op):
@@ -386,7 +409,9 @@ async def test_answers_about_a_live_connection_fit_their_schemas(server: PushSer
             payload = b"\x00\x01\xfe"
             message = {"binary": base64.b64encode(payload).decode()}
             assert accepts("Message", message)
-            response = signed_post(server, push_protocol.operation_path("send_to_client"), {"client_id": client_id, "message": message})
+            response = signed_post(
+                server, push_protocol.operation_path("send_to_client"), {"client_id": client_id, "message": message}
+            )
             assert response.status_code == 200
             frame = await ws.receive(timeout=TIMEOUT)
             while frame.type == aiohttp.WSMsgType.TEXT and frame.data == '{"type":"ping"}':
@@ -410,7 +435,9 @@ def test_malformed_argument_is_refused(server: PushServerProcess, op: str, name:
 
 
 @pytest.mark.parametrize(("op", "name", "value"), list(_malformed_cases()))
-def test_malformed_argument_in_a_compact_batch_call_is_refused(server: PushServerProcess, op: str, name: str, value: Any) -> None:
+def test_malformed_argument_in_a_compact_batch_call_is_refused(
+    server: PushServerProcess, op: str, name: str, value: Any
+) -> None:
     """The same malformed argument in a compact batch call is refused by the schema and answered 400 naming the operation and field."""
     call = compact(op, {**request_example(op), name: value})
     body = {"operations": [compact("get_all_client_count", {}), call]}
@@ -514,7 +541,9 @@ def test_over_limit_message_and_list_are_413(server: PushServerProcess) -> None:
 
     limit = Config(secret="x" * 16).max_message_bytes
     path = push_protocol.operation_path("send_to_client")
-    assert_refused(signed_post(server, path, {"client_id": "abc", "message": {"text": "x" * (limit + 1)}}), 413, "message")
+    assert_refused(
+        signed_post(server, path, {"client_id": "abc", "message": {"text": "x" * (limit + 1)}}), 413, "message"
+    )
     assert signed_post(server, path, {"client_id": "abc", "message": {"text": "x" * limit}}).status_code == 200
     too_many = SCHEMAS["IdOrIds"]["oneOf"][1]["maxItems"] + 1
     body = {"uids": list(range(too_many)), "message": {"text": "x"}}
@@ -545,7 +574,9 @@ def test_binary_pattern_agrees_with_the_server(server: PushServerProcess, text: 
     """The schema's base64 pattern and the server accept and refuse the same binary messages."""
     message = {"binary": text}
     assert accepts("Message", message) is valid
-    response = signed_post(server, push_protocol.operation_path("send_to_client"), {"client_id": "abc", "message": message})
+    response = signed_post(
+        server, push_protocol.operation_path("send_to_client"), {"client_id": "abc", "message": message}
+    )
     assert response.status_code == (200 if valid else 400), response.text
 
 
@@ -555,3 +586,19 @@ def test_id_forms_the_schema_accepts_are_accepted(server: PushServerProcess, uid
     assert accepts("Id", uid)
     response = signed_post(server, push_protocol.operation_path("get_client_id_by_uid"), {"uid": uid})
     assert response.status_code == 200, response.text
+
+
+def test_structures_match_the_operations_and_the_document() -> None:
+    """Each operation's msgspec structure has push_protocol's parameters in order, and the document's (required alike)."""
+    from push_server.api.operations import OPERATIONS as TABLE
+    from push_server.api.schema import STRUCTS
+
+    assert list(STRUCTS) == list(TABLE) == OPERATIONS
+    for op, struct in STRUCTS.items():
+        fields = struct.__struct_fields__
+        assert fields == tuple(name for name, _ in params(op)), op
+        required = set(fields[: len(fields) - len(struct.__struct_defaults__)])
+        assert required == {name for name, optional in params(op) if not optional}, op
+        schema = SCHEMAS[args_schema_name(op)]
+        assert list(schema["properties"]) == list(fields), op
+        assert set(schema.get("required", [])) == required, op
