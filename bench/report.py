@@ -97,6 +97,8 @@ def _metric_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         both(f"3. paced latency p99, group {int(g):,} (ms)", "latency", g, "p99_ms")
     both("4. calls/s, one thread", "api", "calls_per_s")
     both("4. AsyncPushClient calls/s, one event loop, 32 in flight", "api", "async_calls_per_s")
+    both("4. client CPU per call, one thread (µs)", "api", "client_cpu_us_per_call")
+    both("4. AsyncPushClient CPU per call, 32 in flight (µs)", "api", "async_client_cpu_us_per_call")
     both("4. batched operations/s", "api", "batched_ops_per_s")
     both("5. /say → all room members, p50 (ms)", "say", "p50_ms")
     both("5. /say → all room members, p99 (ms)", "say", "p99_ms")

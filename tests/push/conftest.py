@@ -46,18 +46,12 @@ def fresh_server(request: pytest.FixtureRequest) -> Iterator[PushServerProcess]:
         yield process
 
 
-@pytest.fixture(params=["sync", "async"])
-async def push(server: PushServerProcess, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """A client of the module's server: PushClient, then AsyncPushClient (call it through ``call``)."""
-    if request.param == "sync":
-        client = server.client()
-        yield client
-        client.close()
-    else:
-        from push_client import AsyncPushClient
-
-        async with AsyncPushClient(server.api_url, secret=server.secret) as async_client:
-            yield async_client
+@pytest.fixture
+def push(server: PushServerProcess) -> Any:
+    """A PushClient for the module's server."""
+    client = server.client()
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from push_client import AsyncBatch, AsyncPushClient, PushClient
 
-from ..servers import TIMEOUT
+from ..servers import TIMEOUT, PushServerProcess
 
 
 async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -21,6 +21,18 @@ async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
     if isinstance(getattr(function, "__self__", None), (AsyncPushClient, AsyncBatch)):
         return await function(*args, **kwargs)
     return await asyncio.to_thread(function, *args, **kwargs)
+
+
+@pytest.fixture(params=["sync", "async"])
+async def push(server: PushServerProcess, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A client of the module's server, each face in turn: PushClient, then AsyncPushClient (call it with ``call``)."""
+    if request.param == "sync":
+        client = server.client()
+        yield client
+        client.close()
+    else:
+        async with AsyncPushClient(server.api_url, secret=server.secret) as async_client:
+            yield async_client
 
 
 @contextlib.asynccontextmanager
