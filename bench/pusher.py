@@ -26,12 +26,12 @@ __all__ = ["Pusher"]
 def _calls_for(seconds: float, call: Callable[[], Any]) -> dict[str, Any]:
     """Make ``call`` one after the other for ``seconds``; how many, in how long."""
     count = 0
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     end = start + seconds
     while time.monotonic() < end:
         call()
         count += 1
-    return {"calls": count, "seconds": time.monotonic() - start}
+    return {"calls": count, "seconds": time.monotonic() - start, "cpu_seconds": time.process_time() - cpu}
 
 
 class _WebchatSide:
@@ -59,6 +59,34 @@ class _WebchatSide:
     def calls(self, seconds: float, client_id: str) -> dict[str, Any]:
         message = "x" * 100
         return _calls_for(seconds, lambda: self.client.send_to_client(client_id, message))
+
+    def async_calls(self, seconds: float, client_id: str, in_flight: int) -> dict[str, Any]:
+        """AsyncPushClient from one event loop, ``in_flight`` calls at a time (each task calls back to back)."""
+        import asyncio
+
+        from push_client import AsyncPushClient
+
+        message = "x" * 100
+
+        async def run() -> dict[str, Any]:
+            async with AsyncPushClient(self.client.api_url, secret=self.client._secret, timeout=30,
+                                       limit=in_flight) as push:
+                await push.send_to_client(client_id, message)  # the session and a first connection
+                count = 0
+                start, cpu = time.monotonic(), time.process_time()
+                end = start + seconds
+
+                async def worker() -> None:
+                    nonlocal count
+                    while time.monotonic() < end:
+                        await push.send_to_client(client_id, message)
+                        count += 1
+
+                await asyncio.gather(*(worker() for _ in range(in_flight)))
+                return {"calls": count, "seconds": time.monotonic() - start, "in_flight": in_flight,
+                        "cpu_seconds": time.process_time() - cpu}
+
+        return asyncio.run(run())
 
     def batched(self, seconds: float, client_ids: list[str], size: int) -> dict[str, Any]:
         # What web_app's /bind does for a browser, many browsers per request:
@@ -134,6 +162,8 @@ def _pusher_main(pipe: Any, system: str, options: dict[str, Any]) -> None:
                            "call_times": call_times})
             elif name == "calls":
                 pipe.send(side.calls(cmd[1], cmd[2]))
+            elif name == "async_calls":
+                pipe.send(side.async_calls(cmd[1], cmd[2], cmd[3]))
             elif name == "batched":
                 pipe.send(side.batched(cmd[1], cmd[2], cmd[3]))
             elif name == "quit":
@@ -177,6 +207,10 @@ class Pusher:
     def calls(self, seconds: float, client_id: str) -> dict[str, Any]:
         """Unbatched calls (one thread, one at a time) for ``seconds``."""
         return self._ask(("calls", seconds, client_id), seconds + 60)
+
+    def async_calls(self, seconds: float, client_id: str, in_flight: int = 32) -> dict[str, Any]:
+        """AsyncPushClient calls from one event loop, ``in_flight`` at a time, for ``seconds`` (webchat only)."""
+        return self._ask(("async_calls", seconds, client_id, in_flight), seconds + 60)
 
     def batched(self, seconds: float, client_ids: list[str], size: int) -> dict[str, Any]:
         """Batches of ``size`` operations for ``seconds``."""

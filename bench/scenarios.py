@@ -340,7 +340,7 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
 
 
 def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
-    """Item 4: acknowledged calls/s from one thread, and batched operations/s."""
+    """Item 4: acknowledged calls/s from one thread (and AsyncPushClient's from one loop), and batched operations/s."""
     out: dict[str, Any] = {}
     with _rig(system_factory, 1, out) as (system, lg, pusher):
         result = system.connect(lg, cfg.batch_size, [])
@@ -349,8 +349,14 @@ def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[
         target = ids[0] if system.kind == "webchat" else "g-none"
         calls = pusher.calls(cfg.api_seconds, target)
         out["calls_per_s"] = calls["calls"] / calls["seconds"]
+        out["client_cpu_us_per_call"] = calls["cpu_seconds"] / calls["calls"] * 1e6
         out["acknowledged"] = system.kind == "webchat"
         if system.kind == "webchat":
+            in_flight = 32
+            async_calls = pusher.async_calls(cfg.api_seconds, target, in_flight)
+            out["async_calls_per_s"] = async_calls["calls"] / async_calls["seconds"]
+            out["async_in_flight"] = in_flight
+            out["async_client_cpu_us_per_call"] = async_calls["cpu_seconds"] / async_calls["calls"] * 1e6
             batched = pusher.batched(cfg.api_seconds, ids, cfg.batch_size)
             out["batched_ops_per_s"] = batched["ops"] / batched["seconds"]
             out["batch_size"] = cfg.batch_size

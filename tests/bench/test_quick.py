@@ -48,5 +48,7 @@ def test_quick_run_writes_sane_results(tmp_path: Path) -> None:
         assert (say.get("available") is False and say["why"]) or _number(say["p99_ms"]), (system, say)
         assert (cluster.get("available") is False and cluster["why"]) or cluster["delivered"] > 0, (system, cluster)
     assert _number(results["systems"]["webchat"]["api"]["batched_ops_per_s"])
+    assert _number(results["systems"]["webchat"]["api"]["async_calls_per_s"])
+    assert _number(results["systems"]["webchat"]["api"]["client_cpu_us_per_call"])
     assert (tmp_path / "quick.md").read_text().startswith("| measurement |")
     assert (tmp_path / "quick.png").stat().st_size > 10_000

@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
 
-from push_client import PushClient
+from push_client import AsyncBatch, AsyncPushClient, PushClient
 
-from ..servers import TIMEOUT
+from ..servers import TIMEOUT, PushServerProcess
 
 
 async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a (blocking) PushClient call without blocking the test's event loop."""
+    """Make a call of either client: AsyncPushClient's is awaited, PushClient's runs in a thread."""
+    if isinstance(getattr(function, "__self__", None), (AsyncPushClient, AsyncBatch)):
+        return await function(*args, **kwargs)
     return await asyncio.to_thread(function, *args, **kwargs)
+
+
+@pytest.fixture(params=["sync", "async"])
+async def push(server: PushServerProcess, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A client of the module's server, each face in turn: PushClient, then AsyncPushClient (call it with ``call``)."""
+    if request.param == "sync":
+        client = server.client()
+        yield client
+        client.close()
+    else:
+        async with AsyncPushClient(server.api_url, secret=server.secret) as async_client:
+            yield async_client
+
+
+@contextlib.asynccontextmanager
+async def batch_of(push: Any, **options: Any) -> AsyncIterator[Any]:
+    """``push.batch()`` of either client, used the way each is meant to be (``with`` / ``async with``)."""
+    if isinstance(push, AsyncPushClient):
+        async with push.batch(**options) as batch:
+            yield batch
+    else:
+        batch = push.batch(**options)
+        with batch:
+            yield batch
+            # Sending blocks: it happens in a thread, and __exit__ then finds nothing left to send.
+            await asyncio.to_thread(batch.send)
 
 
 async def eventually(check: Any, timeout: float = TIMEOUT) -> Any:
@@ -137,22 +166,22 @@ async def test_send_to_group_with_several_groups_and_exclusions(browsers: Any, p
 async def test_offline_targets_are_not_errors(push: PushClient, name: Any) -> None:
     """Every operation on an offline client does nothing and raises nothing; queries answer empty."""
     ghost = "A" * 22
-    push.send_to_client(ghost, "x")
-    push.send_to_uid(name("nobody"), "x")
-    push.send_to_group(name("empty"), "x")
-    push.bind_uid(ghost, "u")
-    push.unbind_uid(ghost, "u")
-    push.join_group(ghost, name("g"))
-    push.leave_group(ghost, name("g"))
-    push.set_session(ghost, {"a": 1})
-    push.update_session(ghost, {"a": 1})
-    push.close_client(ghost, "bye")
-    assert push.get_session(ghost) is None
-    assert push.is_online(ghost) is False
-    assert push.get_uid_by_client_id(ghost) is None
-    assert push.get_client_id_by_uid("u") == []
-    assert push.get_client_id_list_by_group(name("g")) == []
-    assert push.get_client_count_by_group(name("g")) == 0
+    await call(push.send_to_client, ghost, "x")
+    await call(push.send_to_uid, name("nobody"), "x")
+    await call(push.send_to_group, name("empty"), "x")
+    await call(push.bind_uid, ghost, "u")
+    await call(push.unbind_uid, ghost, "u")
+    await call(push.join_group, ghost, name("g"))
+    await call(push.leave_group, ghost, name("g"))
+    await call(push.set_session, ghost, {"a": 1})
+    await call(push.update_session, ghost, {"a": 1})
+    await call(push.close_client, ghost, "bye")
+    assert await call(push.get_session, ghost) is None
+    assert await call(push.is_online, ghost) is False
+    assert await call(push.get_uid_by_client_id, ghost) is None
+    assert await call(push.get_client_id_by_uid, "u") == []
+    assert await call(push.get_client_id_list_by_group, name("g")) == []
+    assert await call(push.get_client_count_by_group, name("g")) == 0
 
 
 # -- uids, groups, sessions ------------------------------------------------------------------
@@ -288,7 +317,7 @@ async def test_batch_runs_many_operations_in_one_request(browsers: Any, push: Pu
     """A batch applies its calls in order and hands back each result."""
     browser = await browsers()
     group = name("g")
-    with push.batch() as batch:
+    async with batch_of(push) as batch:
         batch.bind_uid(browser.client_id, name("u"))
         batch.join_group(browser.client_id, group)
         count = batch.get_client_count_by_group(group)
@@ -305,7 +334,7 @@ async def test_consecutive_pushes_in_a_batch_arrive_in_order_to_the_right_member
     """Runs of pushes in a batch (merged by the server) reach exactly whom each push names, in order."""
     early, late, other = [await browsers() for _ in range(3)]
     group = name("g")
-    with push.batch() as batch:
+    async with batch_of(push) as batch:
         batch.join_group(early.client_id, group)
         batch.send_to_group(group, "one")
         batch.send_to_group(group, b"two")
@@ -422,3 +451,26 @@ async def test_an_idempotency_key_is_claimed_only_by_a_valid_request(server: Any
     args = {"client_id": browser.client_id, "message": {"text": "applied"}, "idempotency_key": key}
     await call(signed_call, server, path, args)
     assert (await browser.receive()).data == "applied"
+# -- idempotency keys and nodes through both clients --------------------------------------
+
+
+async def test_a_repeated_key_pushes_once(browsers: Any, push: Any, name: Any) -> None:
+    """A push sent twice with one idempotency key, alone or as a batch, is delivered once."""
+    browser = await browsers()
+    key = name("key")
+    await call(push.send_to_client, browser.client_id, "once", idempotency_key=key)
+    await call(push.send_to_client, browser.client_id, "once", idempotency_key=key)
+    batch_key = name("batch-key")
+    for _ in range(2):
+        async with batch_of(push, idempotency_key=batch_key) as batch:
+            batch.send_to_client(browser.client_id, "batched once")
+    assert (await browser.receive()).data == "once"
+    assert (await browser.receive()).data == "batched once"
+    await browser.nothing()
+
+
+async def test_get_nodes_lists_the_live_node(push: Any) -> None:
+    """get_nodes() lists this server's node with its connection count and start time."""
+    nodes = await call(push.get_nodes)
+    assert nodes and all(set(node) == {"node", "connections", "started"} for node in nodes)
+    assert all(isinstance(node["connections"], int) and node["started"] <= time.time() for node in nodes)
