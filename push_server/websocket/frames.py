@@ -110,13 +110,15 @@ def parse_close(payload: bytes) -> tuple[int | None, str]:
         return None, ""
     if len(payload) == 1:
         raise ProtocolError(CLOSE_PROTOCOL_ERROR, "close payload of one byte")
-    code = int.from_bytes(payload[:2], "big")
-    if not is_valid_close_code(code):
-        raise ProtocolError(CLOSE_PROTOCOL_ERROR, "invalid close code")
+    # The reason first, then the code: websockets' order, so that the
+    # differential test compares like with like when both are wrong.
     try:
         reason = payload[2:].decode()
     except UnicodeDecodeError:
         raise ProtocolError(CLOSE_INVALID_DATA, "close reason is not UTF-8") from None
+    code = int.from_bytes(payload[:2], "big")
+    if not is_valid_close_code(code):
+        raise ProtocolError(CLOSE_PROTOCOL_ERROR, "invalid close code")
     return code, reason
 
 
@@ -138,9 +140,11 @@ def parse_frame(buffer: bytes | bytearray, offset: int, max_size: int) -> tuple[
     whole frame once its header is known, else the rest of the header.
 
     Raises :class:`ProtocolError` for an unmasked frame, reserved bits, an
-    unknown opcode, a malformed control frame, or a data frame whose payload is
-    over ``max_size`` (checked from its header, before the payload arrives;
-    control frames have their own 125-byte limit).
+    unknown opcode, a malformed control frame, or a payload over ``max_size``
+    (checked from its header, before the payload arrives). The reader passes
+    the room left in a fragmented message, so a control frame between
+    fragments counts against it too, as in websockets; outside a message the
+    room is the whole limit, never under 125, so control frames always fit.
     """
     available = len(buffer) - offset
     if available < 2:
@@ -169,7 +173,7 @@ def parse_frame(buffer: bytes | bytearray, offset: int, max_size: int) -> tuple[
             return 10
         length = struct.unpack_from("!Q", buffer, position)[0]
         position += 8
-    if length > max_size and opcode in _DATA_OPCODES:
+    if length > max_size:
         raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, "frame too big")
     end = position + 4 + length
     if len(buffer) < end:
