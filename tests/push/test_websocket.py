@@ -452,3 +452,39 @@ def test_secret_comes_from_a_file_never_argv(make_push_server: Any, tmp_path: An
         cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode != 0 and "--secret" in result.stderr
+
+
+def test_open_files_limit_refusals_are_logged(make_push_server: Any) -> None:
+    """Near RLIMIT_NOFILE new sockets are refused at once, and the log counts them (at most a line a second)."""
+    import os
+    import resource
+
+    from push_server.websocket.listener import FD_RESERVE
+
+    server = make_push_server().start()
+    assert server.process is not None
+    pid = server.process.pid
+    # The cap is RLIMIT_NOFILE less FD_RESERVE browsers: a few dozen here.
+    soft = len(os.listdir(f"/proc/{pid}/fd")) + FD_RESERVE + 10
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    opened = []
+    refused = 0
+    for _ in range(30):
+        try:
+            sock, head = raw_handshake(server.ws_port)
+        except ConnectionError:
+            head = b""  # reset: refused as soon as accepted
+        if head.startswith(b"HTTP/1.1 101"):
+            opened.append(sock)
+        else:
+            refused += 1
+    assert opened and refused
+
+    def counted() -> list[int]:
+        return [int(n) for n in re.findall(r"open-files limit: refused (\d+) WebSocket", server.log())]
+
+    # The first refusal is logged at once, the rest a second later in one line.
+    deadline = time.monotonic() + TIMEOUT
+    while sum(counted()) < refused and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(counted()) == refused and len(counted()) <= 3
