@@ -221,8 +221,12 @@ def make_token(secret: str, uid: str | int, ttl: float = 60.0) -> str:
     return f"{payload}.{_b64(mac)}"
 
 
-def verify_token(secret: str, token: str, now: float | None = None) -> str | None:
-    """The uid a token was made for, or None if it is forged, malformed or expired."""
+def verify_token(secret: str, token: str, now: float | None = None, max_ttl: float | None = None) -> str | None:
+    """The uid a token was made for, or None if it is forged, malformed or expired.
+
+    With ``max_ttl``, a token whose expiry lies more than ``max_ttl`` seconds
+    ahead is refused too: a token leaked from a page must not stay good for years.
+    """
     if len(token) > 2048 or token.count(".") != 1:
         return None
     payload, mac_text = token.split(".")
@@ -239,6 +243,7 @@ def verify_token(secret: str, token: str, now: float | None = None) -> str | Non
     uid, expires = claims.get("uid"), claims.get("exp")
     if not isinstance(uid, str) or not uid or not isinstance(expires, int):
         return None
-    if (time.time() if now is None else now) >= expires:
+    now = time.time() if now is None else now
+    if now >= expires or (max_ttl is not None and expires > now + max_ttl):
         return None
     return uid

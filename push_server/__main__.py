@@ -1,7 +1,9 @@
 """``push-server`` / ``python -m push_server``: the one place that reads argv and the environment.
 
 Every flag mirrors an environment variable (``--ws-port`` ↔ ``PUSH_WS_PORT``);
-a flag wins over the environment.
+a flag wins over the environment. The one exception is the secret: it comes
+from ``PUSH_SECRET`` or from a file (``--secret-file``/``PUSH_SECRET_FILE``),
+never from argv, which every local user can read in the process list.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import ENVIRONMENT, Config, ConfigError, from_env, parse_value
+from .config import ENVIRONMENT, ENVIRONMENT_ONLY, Config, ConfigError, from_env, parse_value
 from .serve import serve
 
 log = logging.getLogger("push_server")
 
 _HELP = {
-    "secret": "signs API requests and handshake tokens (required)",
+    "secret_file": "a file holding the secret that signs API requests and handshake tokens "
+    "(or set PUSH_SECRET; there is no --secret: argv is visible to every local user)",
     "ws_host": "WebSocket listener host (default 127.0.0.1)",
     "ws_port": "WebSocket listener port (default 7272)",
     "api_host": "internal API host (default 127.0.0.1)",
@@ -35,19 +38,34 @@ _HELP = {
     "body_read_timeout": "seconds an API request body may take to arrive (default 10)",
     "idempotency_window": "seconds an idempotency key is remembered (default 300)",
     "batch_slice_seconds": "event-loop time a batch works for before letting others run (default 0.005)",
+    "max_message_fragments": "frames in one fragmented message a browser may send (default 100)",
+    "handshake_timeout": "seconds from accept within which the WebSocket handshake must complete (default 10)",
+    "token_max_ttl": "longest lifetime in seconds a handshake token may claim (default 86400)",
     "workers": "processes sharing the ports as one cluster; needs --redis-url (default 1)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
     "event_loop": "auto (uvloop when installed), uvloop or asyncio (default auto)",
 }
 
 
+class _RefuseSecret(argparse.Action):
+    """``--secret`` is refused, without echoing its value: argv is public on the host."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        parser.error("--secret is not supported (every local user can read argv): set PUSH_SECRET or use --secret-file")
+
+
 def parse_args(argv: Sequence[str] | None) -> dict[str, object]:
     """The settings given on the command line, by field name."""
-    parser = argparse.ArgumentParser(prog="push-server", description="webchat's push server")
+    # No abbreviations: `--secret X` must not be taken for `--secret-file X`.
+    parser = argparse.ArgumentParser(prog="push-server", description="webchat's push server", allow_abbrev=False)
+    parser.add_argument("--secret", action=_RefuseSecret, help=argparse.SUPPRESS)
     for variable, (field_name, _kind) in ENVIRONMENT.items():
+        if variable in ENVIRONMENT_ONLY:
+            continue
         flag = "--" + field_name.replace("_", "-")
         parser.add_argument(flag, dest=field_name, metavar=variable, help=f"{_HELP[field_name]} [env {variable}]")
     given = vars(parser.parse_args(argv))
+    given.pop("secret", None)
     values: dict[str, object] = {}
     for field_name, kind in ENVIRONMENT.values():
         if given.get(field_name) is not None:

@@ -32,10 +32,14 @@ class Config:
     heartbeat_interval: float = 25.0
     #: ...and dropped after this long without any frame from them.
     heartbeat_timeout: float = 60.0
-    #: A connection that has not finished its handshake after this long is dropped.
+    #: A connection that has not finished its handshake this long after it was
+    #: accepted is dropped (a deadline: a client dribbling bytes gains nothing).
     handshake_timeout: float = 10.0
     #: Largest frame (or reassembled message) a browser may send: it only sends pongs.
     max_frame_bytes: int = 64 * 1024
+    #: Frames in one fragmented message (its first frame and every continuation,
+    #: empty ones too). Browsers never fragment what they send.
+    max_message_fragments: int = 100
     #: More frames than this in one second from one browser is a flood: close 1008.
     max_client_frames_per_second: int = 50
     #: Output a connection may have waiting in the server before it is dropped.
@@ -44,6 +48,8 @@ class Config:
     max_message_bytes: int = 1024 * 1024
     max_session_bytes: int = 64 * 1024
     max_body_bytes: int = 16 * 1024 * 1024
+    #: Longest lifetime a handshake token may claim (seconds from now to its expiry).
+    token_max_ttl: float = 86400.0
     #: Operations in one batch request.
     max_batch_operations: int = 10_000
     #: Seconds an API request's body may take to arrive (it is unauthenticated until whole).
@@ -65,7 +71,8 @@ class Config:
         if not self.secret:
             raise ConfigError(
                 "PUSH_SECRET is not set: the push server refuses to start without a secret, "
-                "because it signs every API request and handshake token (set PUSH_SECRET or pass --secret)"
+                "because it signs every API request and handshake token "
+                "(set PUSH_SECRET, or PUSH_SECRET_FILE / --secret-file naming a file that holds it)"
             )
         if len(self.secret) < 16:
             raise ConfigError("PUSH_SECRET is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)")
@@ -79,6 +86,12 @@ class Config:
             raise ConfigError("heartbeat timeout must be longer than the heartbeat interval (both > 0)")
         if self.body_read_timeout <= 0 or self.idempotency_window <= 0 or self.batch_slice_seconds <= 0:
             raise ConfigError("body read timeout, idempotency window and batch slice must be positive")
+        if self.handshake_timeout <= 0:
+            raise ConfigError("handshake timeout must be positive")
+        if self.max_frame_bytes < 125 or self.max_message_fragments < 1:
+            raise ConfigError("max frame bytes must be at least 125 and max message fragments at least 1")
+        if self.token_max_ttl <= 0:
+            raise ConfigError("token max TTL must be positive")
         if self.node_timeout <= 0:
             raise ConfigError("node timeout must be positive")
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
@@ -99,6 +112,7 @@ class Config:
 #: Environment variable → (field, converter). The CLI flags mirror these names.
 ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_SECRET": ("secret", str),
+    "PUSH_SECRET_FILE": ("secret_file", str),
     "PUSH_WS_HOST": ("ws_host", str),
     "PUSH_WS_PORT": ("ws_port", int),
     "PUSH_API_HOST": ("api_host", str),
@@ -116,6 +130,9 @@ ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_BODY_READ_TIMEOUT": ("body_read_timeout", float),
     "PUSH_IDEMPOTENCY_WINDOW": ("idempotency_window", float),
     "PUSH_BATCH_SLICE_SECONDS": ("batch_slice_seconds", float),
+    "PUSH_MAX_MESSAGE_FRAGMENTS": ("max_message_fragments", int),
+    "PUSH_HANDSHAKE_TIMEOUT": ("handshake_timeout", float),
+    "PUSH_TOKEN_MAX_TTL": ("token_max_ttl", float),
     "PUSH_WORKERS": ("workers", int),
     "PUSH_LOG_LEVEL": ("log_level", str),
     "PUSH_EVENT_LOOP": ("event_loop", str),
@@ -130,6 +147,20 @@ def parse_value(field_name: str, kind: type, text: str) -> object:
         return kind(text)
     except ValueError:
         raise ConfigError(f"{field_name}: {text!r} is not a valid {kind.__name__}") from None
+
+
+#: Settings that may only come from the environment: a flag would show the
+#: secret to every local user in the process list.
+ENVIRONMENT_ONLY = frozenset({"PUSH_SECRET"})
+
+
+def read_secret_file(path: str) -> str:
+    """The secret held in ``path`` (surrounding whitespace and the final newline dropped)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"secret file {path!r} cannot be read: {exc}") from None
 
 
 def values_from_env(environ: Mapping[str, str] | None = None) -> dict[str, object]:
@@ -147,5 +178,10 @@ def from_env(environ: Mapping[str, str] | None = None, overrides: Mapping[str, o
     """A Config from the environment, with ``overrides`` (e.g. from argv) on top."""
     values = values_from_env(environ)
     values.update({name: value for name, value in (overrides or {}).items() if value is not None})
+    secret_file = values.pop("secret_file", None)
+    if secret_file is not None:
+        if values.get("secret"):
+            raise ConfigError("set PUSH_SECRET or PUSH_SECRET_FILE / --secret-file, not both")
+        values["secret"] = read_secret_file(str(secret_file))
     values.setdefault("secret", "")
     return Config(**values)  # type: ignore[arg-type]

@@ -9,19 +9,24 @@ HTTP/WebSocket parsing itself lives in the I/O-free ``handshake`` and ``frames``
 modules; aiohttp still serves the internal API.
 
 A browser never sends anything we act on except pongs: other frames are read
-(to honour the protocol and the flood limit) and ignored.
+(to honour the protocol and the flood limit) and ignored. Frame parsing and
+reassembly are the I/O-free ``reader.MessageReader``, mixed into the connection
+class so that an idle connection costs no extra object; its hooks are where the
+listener acts (``compliance/echo_server.py`` overrides ``message_received``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
 import push_protocol
 
 from . import frames, handshake
+from .reader import MessageReader
 from ..backends.base import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -35,10 +40,15 @@ log = logging.getLogger(__name__)
 _HANDSHAKE, _OPENING, _OPEN, _CLOSING, _CLOSED = range(5)
 
 
+#: File descriptors kept free of browsers for the API, Redis and logs: past
+#: ``RLIMIT_NOFILE`` minus this, new WebSocket connections are refused at once.
+FD_RESERVE = 128
+
+
 class ListenerContext:
     """What every connection of one listener shares (one reference per connection)."""
 
-    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins")
+    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins", "refused", "_refusal_report")
 
     def __init__(self, config: Config, backend: Backend, connections: Connections) -> None:
         self.config = config
@@ -46,9 +56,41 @@ class ListenerContext:
         self.connections = connections
         self.loop = asyncio.get_running_loop()
         self.allowed_origins = frozenset(config.allowed_origins)
+        #: Connections refused at the open-files limit since the last log line.
+        self.refused = 0
+        self._refusal_report: asyncio.TimerHandle | None = None
+
+    def at_fd_limit(self) -> bool:
+        """Whether one more browser would leave fewer than FD_RESERVE descriptors free.
+
+        Without this cap the accept itself hits EMFILE: uvloop (libuv) then
+        accepts and closes the waiting connections without a word, asyncio
+        stops accepting for a second, and either way the API and Redis are
+        starved of descriptors too.
+        """
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        return soft != resource.RLIM_INFINITY and len(self.connections.accepted) >= soft - FD_RESERVE
+
+    def note_refusal(self) -> None:
+        """Count one refused connection; say so in the log at most once a second."""
+        self.refused += 1
+        if self._refusal_report is None:
+            self._report_refusals()
+
+    def _report_refusals(self) -> None:
+        if not self.refused:
+            self._refusal_report = None
+            return
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        log.warning(
+            "open-files limit: refused %d WebSocket connection(s) (%d open; RLIMIT_NOFILE %d, %d kept free); raise LimitNOFILE / ulimit -n",
+            self.refused, len(self.connections.accepted), soft, FD_RESERVE,
+        )
+        self.refused = 0
+        self._refusal_report = self.loop.call_later(1.0, self._report_refusals)
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(MessageReader, asyncio.Protocol):
     """One browser's WebSocket connection."""
 
     __slots__ = (
@@ -56,27 +98,27 @@ class ClientConnection(asyncio.Protocol):
         "transport",
         "client_id",
         "state",
-        "buffer",
         "pending",
         "last_seen",
         "window_start",
         "window_frames",
-        "fragments",
     )
 
     def __init__(self, context: ListenerContext) -> None:
+        # The reader's buffer also holds the request head while in _HANDSHAKE:
+        # one slot fewer per connection.
+        MessageReader.__init__(self)
         self.context = context
         self.transport: asyncio.Transport | None = None
         self.client_id: str | None = None
         self.state = _HANDSHAKE
-        self.buffer = b""
         #: Frames queued for the end of this tick: None, one ``bytes`` or a list.
         self.pending: bytes | list[bytes] | None = None
+        #: When the last bytes arrived; until the handshake completes, when the
+        #: connection was accepted (so the handshake timeout is a deadline).
         self.last_seen = 0.0
         self.window_start = 0.0
         self.window_frames = 0
-        #: Parts of a fragmented message, or None (rare: browsers do not fragment).
-        self.fragments: list[bytes] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -86,6 +128,11 @@ class ClientConnection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         context = self.context
+        if context.at_fd_limit():
+            context.note_refusal()
+            self.state = _CLOSING
+            transport.abort()
+            return
         self.last_seen = self.window_start = context.loop.time()
         # The transport buffers what the kernel cannot take yet; past this bound
         # pause_writing() fires and the client is dropped as a slow consumer.
@@ -93,23 +140,25 @@ class ClientConnection(asyncio.Protocol):
         context.connections.accepted.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_seen = self.context.loop.time()
         if self.state == _HANDSHAKE:
             self._receive_handshake(data)
-        elif self.state != _CLOSED:
+        elif self.state < _CLOSING:
+            self.last_seen = self.context.loop.time()
             self._receive_frames(data)
 
     def pause_writing(self) -> None:
         # The client reads slower than we push and its buffer passed the bound:
         # drop it rather than hold memory (or anyone else) for it. Its close
         # frame could not get through a full buffer anyway.
-        log.info("dropping slow client %s: %d bytes pending", self.client_id, self.context.config.max_pending_bytes)
+        pending = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        log.info("dropping slow client %s: %d bytes pending", self.client_id, pending)
         self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _CLOSED
         self.pending = None
-        self.buffer = b""
+        self._buffer = b""
+        self._message = None
         connections = self.context.connections
         # Only a registered client departs; one still registering departs when
         # its registration ends (see _open), so it never leaves a ghost behind.
@@ -123,14 +172,25 @@ class ClientConnection(asyncio.Protocol):
     # -- handshake --------------------------------------------------------------------
 
     def _receive_handshake(self, data: bytes) -> None:
-        self.buffer += data
-        head_end = self.buffer.find(b"\r\n\r\n")
-        if head_end < 0:
-            if len(self.buffer) > handshake.MAX_HEAD_BYTES:
-                self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+        buffer = self._buffer
+        # Search only the new bytes (and the 3 before them, for a split "\r\n\r\n").
+        start = max(0, len(buffer) - 3)
+        if buffer:
+            assert isinstance(buffer, bytearray)
+            buffer += data
+        else:
+            buffer = data
+        head_end = buffer.find(b"\r\n\r\n", start)
+        # The cap holds however the head arrives: in pieces or in one write.
+        if (head_end < 0 and len(buffer) > handshake.MAX_HEAD_BYTES) or head_end > handshake.MAX_HEAD_BYTES:
+            self._buffer = b""
+            self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
             return
-        head, rest = self.buffer[:head_end], self.buffer[head_end + 4 :]
-        self.buffer = b""
+        if head_end < 0:
+            self._buffer = buffer if isinstance(buffer, bytearray) else bytearray(buffer)
+            return
+        self._buffer = b""
+        head, rest = bytes(buffer[:head_end]), bytes(buffer[head_end + 4 :])
         try:
             request = handshake.parse_upgrade(head)
             uid = self._authorize(request)
@@ -139,6 +199,8 @@ class ClientConnection(asyncio.Protocol):
             return
         assert self.transport is not None
         self.transport.write(handshake.accept_response(request.key))
+        # From here last_seen is the heartbeat's: the time bytes last arrived.
+        self.last_seen = self.window_start = self.context.loop.time()
         self.state = _OPENING
         self.client_id = self.context.backend.new_client_id()
         # Registration may need Redis, so it runs as a task; frames that arrive
@@ -160,7 +222,7 @@ class ClientConnection(asyncio.Protocol):
         token = request.query.get("token")
         if token is None:
             return None
-        uid = push_protocol.verify_token(config.secret, token)
+        uid = push_protocol.verify_token(config.secret, token, max_ttl=config.token_max_ttl)
         if uid is None:
             raise handshake.HandshakeError(HTTPStatus.UNAUTHORIZED, "invalid or expired token")
         return uid
@@ -170,7 +232,8 @@ class ClientConnection(asyncio.Protocol):
         log.info("refused WebSocket handshake: %d %s", status, reason)
         self.state = _CLOSING
         assert self.transport is not None
-        self.transport.write(handshake.reject_response(status, reason))
+        extra = {"Allow": "GET"} if status == HTTPStatus.METHOD_NOT_ALLOWED else None
+        self.transport.write(handshake.reject_response(status, reason, extra))
         self.transport.close()
 
     async def _open(self, uid: str | None) -> None:
@@ -200,10 +263,14 @@ class ClientConnection(asyncio.Protocol):
         if self.state != _OPENING:
             return
         self.state = _OPEN
+        self.greet(client_id, uid)
+
+    def greet(self, client_id: str, uid: str | None) -> None:
+        """Send ``init``, the first frame every page gets (SPEC §2)."""
         init: dict[str, str] = {"type": "init", "client_id": client_id}
         if uid is not None:
             init["uid"] = uid
-        context.connections.queue(self, frames.encode_json(init))
+        self.context.connections.queue(self, frames.encode_json(init))
 
     def _depart(self, client_id: str) -> None:
         context = self.context
@@ -221,26 +288,16 @@ class ClientConnection(asyncio.Protocol):
     # -- frames ---------------------------------------------------------------------------
 
     def _receive_frames(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
         config = self.context.config
-        offset = 0
         try:
-            while True:
-                parsed = frames.parse_frame(buffer, offset, config.max_frame_bytes)
-                if parsed is None:
-                    break
-                fin, opcode, payload, offset = parsed
-                self._count_frame()
-                self._handle_frame(fin, opcode, payload)
-                if self.state >= _CLOSING:
-                    return
+            self.feed(data, config.max_frame_bytes, config.max_message_fragments)
         except frames.ProtocolError as exc:
-            self.buffer = b""
+            self._buffer = b""
+            self._message = None
             self.close(exc.code, exc.reason)
-            return
-        self.buffer = buffer[offset:]
 
-    def _count_frame(self) -> None:
+    def frame_received(self) -> None:
+        # The flood limit: frames per one-second window, whatever they carry.
         now = self.last_seen
         if now - self.window_start >= 1.0:
             self.window_start = now
@@ -249,41 +306,18 @@ class ClientConnection(asyncio.Protocol):
         if self.window_frames > self.context.config.max_client_frames_per_second:
             raise frames.ProtocolError(frames.CLOSE_POLICY_VIOLATION, "too many frames")
 
-    def _handle_frame(self, fin: bool, opcode: int, payload: bytes) -> None:
-        if opcode == frames.OP_PING:
-            self._write_now(frames.encode_frame(frames.OP_PONG, payload))
-        elif opcode == frames.OP_CLOSE:
-            code, _ = frames.parse_close(payload)
-            # Echo the close (RFC 6455 §5.5.1), then the transport closes.
-            self.close(code if code is not None and 1000 <= code < 5000 and code not in (1005, 1006) else 1000)
-        elif opcode == frames.OP_PONG:
-            pass
-        elif opcode == frames.OP_CONTINUATION:
-            if self.fragments is None:
-                raise frames.ProtocolError(frames.CLOSE_PROTOCOL_ERROR, "continuation without a start")
-            self.fragments.append(payload)
-            if sum(map(len, self.fragments)) > self.context.config.max_frame_bytes:
-                raise frames.ProtocolError(frames.CLOSE_MESSAGE_TOO_BIG, "message too big")
-            if fin:
-                message, self.fragments = b"".join(self.fragments), None
-                self._handle_message(message)
-        else:
-            if self.fragments is not None:
-                raise frames.ProtocolError(frames.CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
-            if not fin:
-                self.fragments = [bytes((opcode,)), payload]
-            elif opcode == frames.OP_TEXT:
-                self._handle_message(bytes((opcode,)) + payload)
+    def ping_received(self, payload: bytes) -> None:
+        self._write_now(frames.encode_frame(frames.OP_PONG, payload))
 
-    def _handle_message(self, message: bytes) -> None:
-        # message[0] is the opcode. Browsers talk to the business app over HTTP,
-        # not here, so a message (a {"type":"pong"} or anything else) is only
-        # checked as RFC 6455 requires (text must be UTF-8) and then ignored.
-        if message[0] == frames.OP_TEXT:
-            try:
-                message[1:].decode("utf-8")
-            except UnicodeDecodeError:
-                raise frames.ProtocolError(frames.CLOSE_INVALID_DATA, "text is not UTF-8") from None
+    def close_received(self, code: int | None, reason: str) -> None:
+        # Echo the (valid) code, or 1000 for a close without one (RFC 6455
+        # §5.5.1); then the transport closes. An invalid close never gets here:
+        # the reader raised 1002 or 1007 for it.
+        self.close(frames.CLOSE_NORMAL if code is None else code)
+
+    # message_received and pong_received keep the reader's defaults: a page's
+    # messages (a {"type":"pong"} or anything else) are checked as RFC 6455
+    # requires, then ignored; browsers talk to the business app over HTTP.
 
     # -- writing and closing ---------------------------------------------------------------
 

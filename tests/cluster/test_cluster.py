@@ -307,9 +307,9 @@ async def _two(pids: set[int]) -> set[int] | None:
 def test_workers_refuse_without_redis() -> None:
     """``--workers 2`` without Redis exits at once with a message saying why."""
     result = subprocess.run(
-        [sys.executable, "-m", "push_server", "--workers", "2", "--secret", TEST_SECRET],
+        [sys.executable, "-m", "push_server", "--workers", "2"],
         cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT * 2,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "PUSH_SECRET": TEST_SECRET},
     )
     assert result.returncode != 0
     assert "PUSH_REDIS_URL" in result.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import select
 import signal
 import socket
 import struct
@@ -56,6 +58,7 @@ def server() -> Any:
         "--heartbeat-interval", "0.3", "--heartbeat-timeout", "1.0",
         "--allowed-origins", "https://chat.example,http://localhost:5000",
         "--max-frame-bytes", "4096", "--max-client-frames-per-second", "20",
+        "--max-message-fragments", "5",
     ) as process:
         yield process
 
@@ -118,6 +121,81 @@ def test_tokens_never_reach_the_log(make_push_server: Any) -> None:
     log = server.log()
     assert "refused WebSocket handshake" in log
     assert good not in log and bad not in log and good.split(".")[1] not in log
+
+
+def raw_request(port: int, request: bytes) -> bytes:
+    """Send ``request`` in one write and read the whole answer (the server closes after a refusal)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.sendall(request)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    return answer
+
+
+_UPGRADE = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+
+def test_unparseable_target_is_400_and_not_logged(make_push_server: Any) -> None:
+    """`GET //[` gets a 400 answer; the log holds no traceback and none of the request's text."""
+    server = make_push_server().start()
+    answer = raw_request(server.ws_port, f"GET //[secretive HTTP/1.1\r\nHost: x\r\n{_UPGRADE}\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 400")
+    server.stop()
+    log = server.log()
+    assert "refused WebSocket handshake: 400" in log
+    assert "Traceback" not in log and "secretive" not in log
+
+
+def test_host_header_is_required(server: PushServerProcess) -> None:
+    """An upgrade without Host is refused with 400 (RFC 6455 §4.2.1)."""
+    answer = raw_request(server.ws_port, f"GET /ws HTTP/1.1\r\n{_UPGRADE}\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_405_names_the_allowed_method(server: PushServerProcess) -> None:
+    """A POST to the listener gets 405 with `Allow: GET`."""
+    answer = raw_request(server.ws_port, f"POST /ws HTTP/1.1\r\nHost: x\r\n{_UPGRADE}\r\n".encode())
+    head = answer.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 405")
+    assert b"\r\nallow: get" in head
+
+
+def test_oversized_head_in_one_write_is_431(server: PushServerProcess) -> None:
+    """A request head over 8 KB is refused with 431 even when it arrives whole in one write."""
+    padding = "X-Pad: " + "a" * 9000 + "\r\n"
+    answer = raw_request(server.ws_port, f"GET /ws HTTP/1.1\r\nHost: x\r\n{_UPGRADE}{padding}\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 431")
+
+
+def test_handshake_timeout_is_a_deadline_from_accept(make_push_server: Any) -> None:
+    """A client dribbling its head one byte at a time is dropped once the handshake deadline passes."""
+    server = make_push_server("--handshake-timeout", "1").start()
+    sock = socket.create_connection(("127.0.0.1", server.ws_port), timeout=TIMEOUT)
+    request = f"GET /ws HTTP/1.1\r\nHost: x\r\n{_UPGRADE}".encode() + b"X-Slow: " + b"a" * 1000
+    started = time.monotonic()
+    # Each byte comes well within any idle timer; only a deadline ends this.
+    for byte in request:
+        assert time.monotonic() - started < TIMEOUT, "the dribbling client is still connected"
+        try:
+            sock.send(bytes((byte,)))
+            if select.select([sock], [], [], 0.1)[0] and sock.recv(1) == b"":
+                break
+        except ConnectionError:
+            break
+    # The 1 s deadline plus at most one sweep period (0.5 s) and some slack.
+    assert time.monotonic() - started < 3.0
+
+
+def test_token_lifetime_is_capped(server: PushServerProcess) -> None:
+    """A token that claims to stay valid longer than PUSH_TOKEN_MAX_TTL is refused with 401."""
+    token = push_protocol.make_token(TEST_SECRET, 42, ttl=10 * 365 * 86400)
+    _, head = raw_handshake(server.ws_port, path=f"/ws?token={token}")
+    assert head.startswith(b"HTTP/1.1 401")
+    token = push_protocol.make_token(TEST_SECRET, 42, ttl=3600)
+    _, head = raw_handshake(server.ws_port, path=f"/ws?token={token}")
+    assert head.startswith(b"HTTP/1.1 101")
 
 
 # -- heartbeat -----------------------------------------------------------------------------------
@@ -202,12 +280,70 @@ def test_invalid_utf8_closes_with_1007(server: PushServerProcess) -> None:
     assert close_code(sock) == 1007
 
 
-def test_client_close_is_echoed(server: PushServerProcess) -> None:
-    """A close frame from the client is answered with the same code."""
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1011, 1014, 3000, 4999])
+def test_client_close_is_echoed(server: PushServerProcess, code: int) -> None:
+    """A close frame with a valid code is answered with the same code."""
     sock, _ = raw_handshake(server.ws_port)
     init_of(sock)
-    sock.sendall(masked_frame(0x8, struct.pack("!H", 1000)))
+    sock.sendall(masked_frame(0x8, struct.pack("!H", code) + b"bye"))
+    assert close_code(sock) == code
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535])
+def test_invalid_close_code_is_a_protocol_error(server: PushServerProcess, code: int) -> None:
+    """A close frame with a reserved or undefined code is answered 1002, never echoed."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x8, struct.pack("!H", code)))
+    assert close_code(sock) == 1002
+
+
+def test_one_byte_close_payload_is_a_protocol_error(server: PushServerProcess) -> None:
+    """A close payload of one byte (half a code) is answered 1002."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x8, b"\x03"))
+    assert close_code(sock) == 1002
+
+
+def test_close_reason_must_be_utf8(server: PushServerProcess) -> None:
+    """A close reason that is not UTF-8 is answered 1007."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x8, struct.pack("!H", 1000) + b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"))
+    assert close_code(sock) == 1007
+
+
+def test_empty_close_is_answered_1000(server: PushServerProcess) -> None:
+    """A close frame with no payload is answered with 1000."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x8, b""))
     assert close_code(sock) == 1000
+
+
+def test_invalid_utf8_in_a_first_fragment_fails_fast(server: PushServerProcess) -> None:
+    """Invalid UTF-8 in the first fragment of a text message closes 1007 before the message ends."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x1, b"ok \xf4\x90\x80\x80", fin=False))
+    assert close_code(sock) == 1007
+
+
+def test_too_many_fragments_close_with_1008(server: PushServerProcess) -> None:
+    """A message in more frames than PUSH_MAX_MESSAGE_FRAGMENTS (empty ones count) closes 1008."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x1, b"", fin=False) + b"".join(masked_frame(0x0, b"", fin=False) for _ in range(5)))
+    assert close_code(sock) == 1008
+
+
+def test_fragments_over_the_size_limit_close_with_1009(server: PushServerProcess) -> None:
+    """Fragments that add up to more than the frame limit close with 1009."""
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    sock.sendall(masked_frame(0x2, b"x" * 3000, fin=False) + masked_frame(0x0, b"x" * 3000))
+    assert close_code(sock) == 1009
 
 
 def test_pages_may_send_pongs_and_are_not_disturbed(server: PushServerProcess) -> None:
@@ -262,6 +398,10 @@ async def test_a_reader_that_never_reads_stalls_nobody(make_push_server: Any) ->
             await call(push.send_to_group, "busy", f"{index}:{payload}")
         await asyncio.gather(*reading)
         assert await call(push.is_online, stuck_id) is False
+    server.stop()
+    # The log says how much was waiting (past the bound), not the bound itself.
+    dropped = re.search(r"dropping slow client \S+: (\d+) bytes pending", server.log())
+    assert dropped is not None and int(dropped.group(1)) > 65536
 
 
 # -- shutdown ------------------------------------------------------------------------------------
@@ -294,3 +434,57 @@ def test_refuses_to_start_without_a_secret() -> None:
     )
     assert result.returncode != 0
     assert "PUSH_SECRET" in result.stderr
+
+
+def test_secret_comes_from_a_file_never_argv(make_push_server: Any, tmp_path: Any) -> None:
+    """PUSH_SECRET_FILE supplies the secret; `--secret` no longer exists, so no secret shows in `ps`."""
+    import subprocess
+    import sys
+
+    from ..servers import ROOT
+
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(TEST_SECRET + "\n")
+    server = make_push_server(env={"PUSH_SECRET": "", "PUSH_SECRET_FILE": str(secret_file)}).start()
+    assert server.client().get_all_client_count() == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "push_server", "--secret", TEST_SECRET],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0 and "--secret" in result.stderr
+
+
+def test_open_files_limit_refusals_are_logged(make_push_server: Any) -> None:
+    """Near RLIMIT_NOFILE new sockets are refused at once, and the log counts them (at most a line a second)."""
+    import os
+    import resource
+
+    from push_server.websocket.listener import FD_RESERVE
+
+    server = make_push_server().start()
+    assert server.process is not None
+    pid = server.process.pid
+    # The cap is RLIMIT_NOFILE less FD_RESERVE browsers: a few dozen here.
+    soft = len(os.listdir(f"/proc/{pid}/fd")) + FD_RESERVE + 10
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    opened = []
+    refused = 0
+    for _ in range(30):
+        try:
+            sock, head = raw_handshake(server.ws_port)
+        except ConnectionError:
+            head = b""  # reset: refused as soon as accepted
+        if head.startswith(b"HTTP/1.1 101"):
+            opened.append(sock)
+        else:
+            refused += 1
+    assert opened and refused
+
+    def counted() -> list[int]:
+        return [int(n) for n in re.findall(r"open-files limit: refused (\d+) WebSocket", server.log())]
+
+    # The first refusal is logged at once, the rest a second later in one line.
+    deadline = time.monotonic() + TIMEOUT
+    while sum(counted()) < refused and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(counted()) == refused and len(counted()) <= 3
