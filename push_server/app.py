@@ -16,7 +16,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from . import api
+from . import api, metrics
 from .websocket import frames
 from .backends.base import Backend
 from .config import Config
@@ -52,7 +52,8 @@ def create_app(config: Config, backend: Backend | None = None) -> web.Applicatio
     app = web.Application(middlewares=[api.keep_serving], client_max_size=config.max_body_bytes)
     app[api.CONFIG] = config
     app[api.BACKEND] = backend if backend is not None else make_backend(config)
-    app[CONNECTIONS] = Connections()
+    app[CONNECTIONS] = metrics.MeteredConnections()
+    metrics.add_routes(app)
     api.add_routes(app)
     app.cleanup_ctx.append(_run_push_side)
     return app

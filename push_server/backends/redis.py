@@ -46,6 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import metrics
 from ..websocket import frames
 from ..config import Config
 from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
@@ -236,6 +237,7 @@ class RedisBackend(Backend):
                 for (_, index), result in zip(again, await self._send([item for item, _ in again])):
                     results[index] = result
         except (RedisError, OSError) as exc:
+            metrics.REDIS_ERRORS.inc()
             for _, future in batch:
                 if not future.done():
                     future.set_exception(BackendUnavailable(f"Redis: {type(exc).__name__}"))
@@ -252,6 +254,7 @@ class RedisBackend(Backend):
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> list[Any]:
         """Send commands in one round trip; errors of single commands come back as results."""
+        metrics.REDIS_ROUND_TRIPS.inc()
         if len(batch) == 1:
             try:
                 return [await self._redis.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
@@ -348,6 +351,7 @@ class RedisBackend(Backend):
     async def _renew_lease(self) -> bool:
         """Renew the lease; True if this node was missing from Redis (reaped, or Redis emptied)."""
         ttl_ms = str(int(self.config.node_timeout * 1000))
+        metrics.LEASE_RENEWALS.inc()
         return bool(await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms])))
 
     async def _keep_lease(self) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 import push_protocol
 
 from . import frames, handshake
+from .. import metrics
 from ..backends.base import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class ClientConnection(asyncio.Protocol):
         # drop it rather than hold memory (or anyone else) for it. Its close
         # frame could not get through a full buffer anyway.
         log.info("dropping slow client %s: %d bytes pending", self.client_id, self.context.config.max_pending_bytes)
+        metrics.client_dropped("slow_consumer")
         self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -139,6 +141,7 @@ class ClientConnection(asyncio.Protocol):
             return
         assert self.transport is not None
         self.transport.write(handshake.accept_response(request.key))
+        metrics.HANDSHAKES_ACCEPTED.inc()
         self.state = _OPENING
         self.client_id = self.context.backend.new_client_id()
         # Registration may need Redis, so it runs as a task; frames that arrive
@@ -168,6 +171,7 @@ class ClientConnection(asyncio.Protocol):
     def _refuse(self, status: int, reason: str) -> None:
         # Never log the request target: it may carry a token.
         log.info("refused WebSocket handshake: %d %s", status, reason)
+        metrics.handshake_refused(status)
         self.state = _CLOSING
         assert self.transport is not None
         self.transport.write(handshake.reject_response(status, reason))
@@ -235,6 +239,7 @@ class ClientConnection(asyncio.Protocol):
                 if self.state >= _CLOSING:
                     return
         except frames.ProtocolError as exc:
+            metrics.client_dropped("flood" if exc.code == frames.CLOSE_POLICY_VIOLATION else "protocol_error")
             self.buffer = b""
             self.close(exc.code, exc.reason)
             return
