@@ -37,6 +37,8 @@ _HELP = {
     "max_message_bytes": "largest pushed message (default 1 MiB)",
     "max_frame_bytes": "largest frame a browser may send (default 64 KiB)",
     "max_client_frames_per_second": "frames per second a browser may send before it is closed (default 50)",
+    "max_connections": "WebSockets this node holds; past it handshakes get 503 (default: open-files limit minus a reserve)",
+    "max_connections_per_ip": "WebSockets one address may hold; 0 is no limit, e.g. behind a proxy (default 1000)",
     "workers": "processes sharing the ports as one cluster; needs --redis-url (default 1)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
     "event_loop": "auto (uvloop when installed), uvloop or asyncio (default auto)",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 import push_protocol
 
 from . import frames, handshake
+from .limits import ConnectionLimits
 from .. import metrics
 from ..backends.base import BackendUnavailable
 
@@ -39,7 +40,7 @@ _HANDSHAKE, _OPENING, _OPEN, _CLOSING, _CLOSED = range(5)
 class ListenerContext:
     """What every connection of one listener shares (one reference per connection)."""
 
-    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins")
+    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins", "limits")
 
     def __init__(self, config: Config, backend: Backend, connections: Connections) -> None:
         self.config = config
@@ -47,6 +48,7 @@ class ListenerContext:
         self.connections = connections
         self.loop = asyncio.get_running_loop()
         self.allowed_origins = frozenset(config.allowed_origins)
+        self.limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -63,6 +65,7 @@ class ClientConnection(asyncio.Protocol):
         "window_start",
         "window_frames",
         "fragments",
+        "ip",
     )
 
     def __init__(self, context: ListenerContext) -> None:
@@ -78,6 +81,8 @@ class ClientConnection(asyncio.Protocol):
         self.window_frames = 0
         #: Parts of a fragmented message, or None (rare: browsers do not fragment).
         self.fragments: list[bytes] | None = None
+        #: The peer's address as the connection limits counted it (None: not counted).
+        self.ip: str | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -91,6 +96,11 @@ class ClientConnection(asyncio.Protocol):
         # The transport buffers what the kernel cannot take yet; past this bound
         # pause_writing() fires and the client is dropped as a slow consumer.
         transport.set_write_buffer_limits(high=context.config.max_pending_bytes)
+        self.ip = context.limits.opened(transport.get_extra_info("peername"))
+        if self.ip is None:  # far over the node limit: not even read
+            self.state = _CLOSED
+            transport.abort()
+            return
         context.connections.accepted.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -117,6 +127,8 @@ class ClientConnection(asyncio.Protocol):
         # its registration ends (see _open), so it never leaves a ghost behind.
         registered = self.client_id is not None and connections.by_id.get(self.client_id) is self
         connections.discard(self)
+        if self.ip is not None:
+            self.context.limits.closed(self.ip, self.client_id is not None)
         self.transport = None
         if registered:
             assert self.client_id is not None
@@ -138,6 +150,9 @@ class ClientConnection(asyncio.Protocol):
             uid = self._authorize(request)
         except handshake.HandshakeError as exc:
             self._refuse(exc.status, exc.reason)
+            return
+        if (refusal := self.context.limits.admit(self.ip or "")) is not None:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, refusal, quiet=True)  # the limits log, once a second
             return
         assert self.transport is not None
         self.transport.write(handshake.accept_response(request.key))
@@ -168,9 +183,10 @@ class ClientConnection(asyncio.Protocol):
             raise handshake.HandshakeError(HTTPStatus.UNAUTHORIZED, "invalid or expired token")
         return uid
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, quiet: bool = False) -> None:
         # Never log the request target: it may carry a token.
-        log.info("refused WebSocket handshake: %d %s", status, reason)
+        if not quiet:
+            log.info("refused WebSocket handshake: %d %s", status, reason)
         metrics.handshake_refused(status)
         self.state = _CLOSING
         assert self.transport is not None
