@@ -15,7 +15,7 @@ from typing import Sequence
 
 from aiohttp import web
 
-from . import api
+from . import api, cli_status
 from .app import create_app
 from .config import ENVIRONMENT, Config, ConfigError, from_env, parse_value
 
@@ -47,7 +47,9 @@ _HELP = {
 
 def parse_args(argv: Sequence[str] | None) -> dict[str, object]:
     """The settings given on the command line, by field name."""
-    parser = argparse.ArgumentParser(prog="push-server", description="webchat's push server")
+    parser = argparse.ArgumentParser(
+        prog="push-server", description="webchat's push server; `push-server status` lists the cluster's nodes, --check-config validates the settings and exits"
+    )
     for variable, (field_name, _kind) in ENVIRONMENT.items():
         flag = "--" + field_name.replace("_", "-")
         parser.add_argument(flag, dest=field_name, metavar=variable, help=f"{_HELP[field_name]} [env {variable}]")
@@ -113,6 +115,8 @@ def serve(config: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``push-server`` command."""
+    if (code := cli_status.dispatch(argv)) is not None:  # `push-server status`, `--check-config`
+        sys.exit(code)
     config = load_config(argv)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     # One line per API request is too much at INFO under load: the access log
