@@ -143,7 +143,7 @@ def check_config(config: Config) -> int:
             f"{open_files} open files for the API and Redis: lower it or raise the limit (ulimit -n, LimitNOFILE=)"
         )
     if config.redis_url:
-        from .redis_url import RedisUrlError, parse_redis_url
+        from webchat_redis import RedisUrlError, parse_redis_url
 
         try:
             parse_redis_url(config.redis_url)
@@ -160,7 +160,7 @@ def check_config(config: Config) -> int:
     for field, value in sorted(vars(config).items()):
         shown = "(set)" if field == "secret" else value
         if field == "redis_url" and value:
-            from .redis_url import safe_url
+            from webchat_redis import safe_url
 
             shown = safe_url(value)
         print(f"{field} = {shown}")

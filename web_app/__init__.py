@@ -132,10 +132,10 @@ def _init_sessions(app: Flask) -> None:
     """Server-side sessions: in Redis when REDIS_URL is set, else files in the instance folder."""
     app.config.setdefault("SESSION_KEY_PREFIX", "webchat:session:")
     if app.config.get("REDIS_URL"):
-        import redis
+        import webchat_redis
 
         app.config["SESSION_TYPE"] = "redis"
-        app.config["SESSION_REDIS"] = redis.Redis.from_url(app.config["REDIS_URL"])
+        app.config["SESSION_REDIS"] = webchat_redis.sync_client(app.config["REDIS_URL"])  # redis:// or redis+sentinel://
     else:
         from cachelib.file import FileSystemCache
 

@@ -46,7 +46,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import metrics, redis_url
+import webchat_redis
+
+from .. import metrics
 from ..websocket import frames
 from ..config import Config
 from .base import Backend, BackendUnavailable, Call, Session, leave_frame, new_random_id
@@ -114,7 +116,7 @@ class RedisBackend(Backend):
         #: Short and URL-safe: it starts every client id of this node.
         self.node_id = secrets.token_urlsafe(6)
         self.mirror = LocalState()
-        self._redis: aioredis.Redis = redis_url.async_client(  # redis:// or redis+sentinel://
+        self._redis: aioredis.Redis = webchat_redis.async_client(  # redis:// or redis+sentinel://
             config.redis_url,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,

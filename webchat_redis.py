@@ -13,7 +13,9 @@ server's supervisor reconnects as soon as its connection breaks) lands on the
 new master, with no restart.
 
 Used by the push server's Redis backend and by the web app (sessions, limits),
-so both accept the same ``PUSH_REDIS_URL`` / ``REDIS_URL`` forms.
+so both accept the same ``PUSH_REDIS_URL`` / ``REDIS_URL`` forms. A top-level
+module, standard library only at import (redis is imported when a client is
+made), so the web app can use it without the push server's dependencies.
 """
 
 from __future__ import annotations
