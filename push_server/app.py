@@ -87,7 +87,7 @@ async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
         server.close()
-        await connections.close_all(frames.CLOSE_GOING_AWAY, "server shutting down", SHUTDOWN_GRACE)
+        await connections.close_all(frames.CLOSE_GOING_AWAY, "server restarting: reconnect", SHUTDOWN_GRACE)
         await backend.stop()
 
 

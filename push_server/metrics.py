@@ -81,6 +81,9 @@ _DROP_REASONS = ("slow_consumer", "timeout", "flood", "protocol_error", "closed_
 #: When this process started (wall clock): a node's uptime.
 STARTED = time.time()
 
+#: Called once the node listens (its WebSocket listener is bound): a worker tells its parent.
+ON_READY: list[Callable[[], None]] = []
+
 _events_pending: Callable[[], int] = lambda: 0  # noqa: E731 - replaced by the events module
 _draining = False
 
@@ -240,6 +243,17 @@ async def _measure(
 _OPERATION_NAMES = _operation_names()
 
 
+async def _ready(app: web.Application) -> None:
+    for callback in ON_READY:
+        callback()
+
+
+async def _drain(app: web.Application) -> None:
+    # Shutdown has begun (SIGTERM): a load balancer polling /healthz stops
+    # sending here while browsers are closed with 1001 and told to reconnect.
+    set_draining(True)
+
+
 def add_routes(app: web.Application) -> None:
     """Serve /metrics and /healthz on ``app`` and measure its API requests.
 
@@ -255,5 +269,7 @@ def add_routes(app: web.Application) -> None:
     # Outermost, so it sees the status of every answer (the API's own middleware
     # turns errors into 500s inside it).
     app.middlewares.insert(0, _measure)
+    app.on_startup.append(_ready)  # after the cleanup contexts: the WebSocket listener is bound
+    app.on_shutdown.append(_drain)
     app.router.add_get(METRICS_PATH, handle_metrics)
     app.router.add_get(HEALTH_PATH, handle_health)
