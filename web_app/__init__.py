@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import auth, chat, rooms
+from . import admin, auth, chat, rooms
 from .errors import init_errors
 from .models import init_db
 from .push import init_push, ws_url
@@ -93,6 +93,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
     app.register_blueprint(chat.bp)
+    admin.init_app(app)  # /admin (ADMIN_USERS) and the web app's /metrics
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})
