@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -48,11 +49,19 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path: Path) -> None:
     try:
         wait_for_port(port, timeout=TIMEOUT * 3, process=server)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(REQUESTS):
-            # A new connection each time, so the kernel spreads them over the workers.
-            assert requests.get(url + "/login", timeout=TIMEOUT * 3, headers={"Connection": "close"}).status_code == 200
-        assert [login_count(url) for _ in range(6)] == [REQUESTS] * 6
-        assert len(list(metrics_dir.glob("counter_*.db"))) == 2, "both workers served and counted"
+        sent = 0
+
+        def login_page(_: int) -> int:
+            # A new connection each time, so the workers share them.
+            return requests.get(url + "/login", timeout=TIMEOUT * 3, headers={"Connection": "close"}).status_code
+
+        # Concurrent requests until both workers have counted some (each keeps its own file).
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            while sent < REQUESTS or len(list(metrics_dir.glob("counter_*.db"))) < 2:
+                assert sent < REQUESTS * 10, "one worker served everything"
+                assert list(pool.map(login_page, range(8))) == [200] * 8
+                sent += 8
+        assert [login_count(url) for _ in range(6)] == [sent] * 6
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(TIMEOUT * 2)
