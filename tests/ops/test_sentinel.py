@@ -120,3 +120,18 @@ async def test_push_server_follows_failover(sentinel: SentinelSetup) -> None:
             for browser in browsers:
                 await browser.close()
         push.close()
+
+
+def test_web_app_sessions_through_sentinel(sentinel: SentinelSetup, tmp_path: Path) -> None:
+    """The web app with REDIS_URL=redis+sentinel://... keeps its sessions on the master the sentinel names."""
+    from tests.web_app.live import make_app
+
+    app = make_app(tmp_path / "instance", None, REDIS_URL=sentinel.url)
+    client = app.test_client()
+    page = client.get("/register")
+    token = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    answer = client.post("/register", json={"name": "sentinel-user", "password": "correct horse battery"},
+                         headers={"X-CSRFToken": token, "Accept": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert redis.Redis(port=sentinel.master_port).keys("webchat:session:*")
+    assert client.get("/", headers={"Accept": "application/json"}).status_code == 200  # still logged in
