@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -134,8 +134,10 @@ class MeteredConnections(Connections):
         self.frames_sent += 1
         self.bytes_sent += len(frame)
 
-    def sweep(self, now: float, interval: float, timeout: float, handshake_timeout: float, slices: int = 1) -> int:
-        dropped = super().sweep(now, interval, timeout, handshake_timeout, slices)
+    def sweep(self, *args: Any, **kwargs: Any) -> int:
+        # Whatever the sweep's parameters (the handshake deadline may change
+        # them), what is counted is what it returns: the connections it dropped.
+        dropped = super().sweep(*args, **kwargs)
         self.timeouts += dropped
         return dropped
 

@@ -96,3 +96,21 @@ def test_healthz_follows_redis() -> None:
             wait_until(lambda: health() == 200, timeout=TIMEOUT * 4, what="200 after Redis is back")
             assert metric(node.api_url, "push_redis_round_trips_total") > 0
             assert metric(node.api_url, "push_lease_renewals_total") > 0
+
+
+def test_slow_client_is_counted_as_dropped() -> None:
+    """A client that never reads is dropped at PUSH_MAX_PENDING_BYTES and counted under reason="slow_consumer"."""
+    with PushServerProcess("--max-pending-bytes", "65536") as node:
+        push = node.client()
+        stuck, head = raw_handshake(node.ws_port, rcvbuf=4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        payload = "x" * 16_000
+        sent = 0
+        # 3.2 MB at most: far past the stuck client's kernel buffers and its 64 KB bound.
+        while metric(node.api_url, "push_clients_dropped_total", reason="slow_consumer") == 0:
+            assert sent < 200, "the stuck client was never dropped"
+            push.send_to_all(payload)
+            sent += 1
+        assert metric(node.api_url, "push_connections") == 0
+        stuck.close()
+        push.close()
