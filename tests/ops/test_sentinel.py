@@ -47,7 +47,7 @@ class SentinelSetup:
         self._redis("master", self.master_port)
         self._redis("replica", self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
         replica = redis.Redis(port=self.replica_port)
-        wait_until(lambda: replica.info("replication")["master_link_status"] == "up", what="replica linked")
+        wait_until(lambda: replica.info("replication")["master_link_status"] == "up", timeout=TIMEOUT * 4, what="replica linked")
         config = self.dir / "sentinel.conf"
         config.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.dir}\n"
@@ -60,7 +60,7 @@ class SentinelSetup:
         )
         wait_for_port(self.sentinel_port, process=self.processes["sentinel"])
         sentinel = redis.Redis(port=self.sentinel_port)
-        wait_until(lambda: len(sentinel.sentinel_slaves(SERVICE)) == 1, what="sentinel knows the replica")
+        wait_until(lambda: len(sentinel.sentinel_slaves(SERVICE)) == 1, timeout=TIMEOUT * 4, what="sentinel knows the replica")
         return self
 
     def master_port_now(self) -> int:
