@@ -22,9 +22,10 @@ jitter, to the workers still listening) and ends. At no moment is the port
 without a listener. Connections that the kernel had queued on the old
 worker's listener but that it had not yet accepted are reset when it closes,
 unless ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+), which moves them to
-another worker; docs/operations.md says so. New code is picked up because
-each new worker is forked from the parent and imports the server afresh
-(the parent itself never imports it).
+another worker; docs/operations.md says so. The replacements are started
+with ``spawn`` (a new interpreter), not forked from the parent, so they run
+the code now on disk: a deploy followed by SIGHUP upgrades without a
+refused connection.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def _worker(config: Config, ready: Connection | None = None) -> None:
     # would cut it short (no leave signals, no retired lease).
     os.setpgid(0, 0)
     _stop_with_parent()
+    # A spawned worker (rolling restart) starts without the parent's logging set-up.
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     if ready is not None:
         from . import metrics
 
@@ -99,6 +102,8 @@ def run_workers(config: Config) -> None:
     child_config = config.replace(workers=1, reuse_port=True)
     # fork: the parent has no event loop or sockets yet, and workers start at once.
     context = multiprocessing.get_context("fork")
+    # Replacements in a rolling restart: a fresh interpreter, so new code is loaded.
+    fresh = multiprocessing.get_context("spawn")
     workers: dict[int, tuple[BaseProcess, float]] = {}
     #: Workers being replaced by a rolling restart: their exit is expected.
     retiring: set[int] = set()
@@ -106,9 +111,10 @@ def run_workers(config: Config) -> None:
     reload_requested = False
 
     def start_one(wait_ready: bool = False) -> int | None:
-        """Start a worker; with ``wait_ready``, its pid once it listens (None if it never did)."""
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_worker, args=(child_config, sender), name="push-server-worker")
+        """Start a worker; with ``wait_ready``, a fresh one and its pid once it listens (None if it never did)."""
+        maker = fresh if wait_ready else context
+        receiver, sender = maker.Pipe(duplex=False)
+        process = maker.Process(target=_worker, args=(child_config, sender), name="push-server-worker")
         process.start()
         sender.close()
         assert process.pid is not None

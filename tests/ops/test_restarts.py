@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 import aiohttp
 
@@ -51,7 +52,7 @@ async def test_rolling_restart_refuses_no_connection() -> None:
                 server.process.send_signal(signal.SIGHUP)
 
                 async def replaced() -> set[int] | None:
-                    now = _children(parent)
+                    now = _workers(parent)
                     return now if len(now) == 2 and not now & old_workers else None
 
                 new_workers = await eventually(replaced, timeout=TIMEOUT * 8)
@@ -69,11 +70,26 @@ async def test_rolling_restart_refuses_no_connection() -> None:
                 assert len(attempts) > 10, attempts
                 assert [a for a in attempts if a != "ok"] == []
                 assert await call(server, "get_all_client_count") == CLIENTS
-                assert _children(parent) == new_workers
+                assert _workers(parent) == new_workers
+                for pid in new_workers:
+                    # Fresh interpreters (multiprocessing's spawn), so they run the code now on disk.
+                    assert b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
                 for browser in back:
                     await browser.close()
         finally:
             server.stop()
+
+
+def _workers(parent: int) -> set[int]:
+    """The parent's worker processes (spawning also starts multiprocessing's resource tracker: not a worker)."""
+    workers = set()
+    for pid in _children(parent):
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(pid)
+        except OSError:
+            pass  # gone meanwhile
+    return workers
 
 
 async def _two(pids: set[int]) -> set[int] | None:
