@@ -5,6 +5,7 @@
 #
 # What the tests need and this installs when it is missing:
 #   - redis-server: the suite starts and stops its own, on a free port (Debian package)
+#   - redis-sentinel: the failover tests start a master, a replica and a sentinel (Debian package)
 #   - chromium: the browser tests drive Debian's /usr/bin/chromium through Playwright
 #     (Playwright's own browser download is not used)
 #   - a virtualenv in .venv with the project and its test extras
@@ -15,6 +16,7 @@ cd "$(dirname "$0")"
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}"

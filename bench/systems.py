@@ -219,7 +219,8 @@ def start_push_server(secret: str, name: str, redis_url: str | None = None,
     ws_port, api_port = free_port(), free_port()
     # The secret goes in the environment, not argv, where `ps` would show it.
     argv = [sys.executable, "-m", "push_server", "--ws-host", "127.0.0.1",
-            "--ws-port", str(ws_port), "--api-host", "127.0.0.1", "--api-port", str(api_port)]
+            "--ws-port", str(ws_port), "--api-host", "127.0.0.1", "--api-port", str(api_port),
+            "--max-connections-per-ip", "0"]  # the load generator is one address
     if redis_url:
         # The benchmark's redis-server is private to the run, so the default prefix is fine.
         argv += ["--redis-url", redis_url]

@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from . import cli_status
 from .config import ENVIRONMENT, ENVIRONMENT_ONLY, Config, ConfigError, from_env, parse_value
 from .serve import serve
 
@@ -41,6 +42,8 @@ _HELP = {
     "max_message_fragments": "frames in one fragmented message a browser may send (default 100)",
     "handshake_timeout": "seconds from accept within which the WebSocket handshake must complete (default 10)",
     "token_max_ttl": "longest lifetime in seconds a handshake token may claim (default 86400)",
+    "max_connections": "WebSockets this node holds; past it handshakes get 503 (default: open-files limit minus a reserve)",
+    "max_connections_per_ip": "WebSockets one address may hold; 0 is no limit, e.g. behind a proxy (default 1000)",
     "workers": "processes sharing the ports as one cluster; needs --redis-url (default 1)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
     "event_loop": "auto (uvloop when installed), uvloop or asyncio (default auto)",
@@ -57,7 +60,12 @@ class _RefuseSecret(argparse.Action):
 def parse_args(argv: Sequence[str] | None) -> dict[str, object]:
     """The settings given on the command line, by field name."""
     # No abbreviations: `--secret X` must not be taken for `--secret-file X`.
-    parser = argparse.ArgumentParser(prog="push-server", description="webchat's push server", allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="push-server",
+        description="webchat's push server; `push-server status` lists the cluster's nodes, "
+        "--check-config validates the settings and exits",
+        allow_abbrev=False,
+    )
     parser.add_argument("--secret", action=_RefuseSecret, help=argparse.SUPPRESS)
     for variable, (field_name, _kind) in ENVIRONMENT.items():
         if variable in ENVIRONMENT_ONLY:
@@ -83,6 +91,8 @@ def load_config(argv: Sequence[str] | None = None) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``push-server`` command."""
+    if (code := cli_status.dispatch(argv)) is not None:  # `push-server status`, `--check-config`
+        sys.exit(code)
     config = load_config(argv)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"

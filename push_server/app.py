@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import api
+from . import api, metrics
 from .api.auth import ClaimStore, MemoryClaims
 from .backends.base import Backend
 from .config import Config
@@ -65,7 +65,9 @@ def create_app(config: Config, backend: Backend | None = None) -> web.Applicatio
     app[api.CONFIG] = config
     app[api.BACKEND] = backend if backend is not None else make_backend(config)
     app[api.CLAIMS] = make_claims(config, app[api.BACKEND])
-    app[CONNECTIONS] = Connections()
+    app[CONNECTIONS] = metrics.MeteredConnections()
+    # Before the API's routes: its catch-all would otherwise take /metrics and /healthz.
+    metrics.add_routes(app)
     api.add_routes(app)
     app.cleanup_ctx.append(_run_push_side)
     return app
@@ -99,7 +101,7 @@ async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
         server.close()
-        await connections.close_all(frames.CLOSE_GOING_AWAY, "server shutting down", SHUTDOWN_GRACE)
+        await connections.close_all(frames.CLOSE_GOING_AWAY, "server restarting: reconnect", SHUTDOWN_GRACE)
         await backend.stop()
 
 

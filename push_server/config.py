@@ -59,6 +59,10 @@ class Config:
     #: Seconds of event-loop time a batch is checked and applied for before it lets
     #: other requests and connections run (a huge batch is worked through in slices).
     batch_slice_seconds: float = 0.005
+    #: WebSockets this node holds (0: the open-files limit minus a reserve, see websocket/limits.py).
+    max_connections: int = 0
+    #: WebSockets one address may hold (0: no limit). Behind a proxy every client has the proxy's address.
+    max_connections_per_ip: int = 1000
     #: Processes sharing the ports (``--workers``); more than one needs Redis.
     workers: int = 1
     #: Set for worker processes so they can share the listening ports.
@@ -96,6 +100,8 @@ class Config:
             raise ConfigError("node timeout must be positive")
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise ConfigError(f"event loop must be auto, uvloop or asyncio, not {self.event_loop!r}")
+        if self.max_connections < 0 or self.max_connections_per_ip < 0:
+            raise ConfigError("connection limits must be 0 (derived / no limit) or positive")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.workers > 1 and not self.redis_url:
@@ -133,6 +139,8 @@ ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_MAX_MESSAGE_FRAGMENTS": ("max_message_fragments", int),
     "PUSH_HANDSHAKE_TIMEOUT": ("handshake_timeout", float),
     "PUSH_TOKEN_MAX_TTL": ("token_max_ttl", float),
+    "PUSH_MAX_CONNECTIONS": ("max_connections", int),
+    "PUSH_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", int),
     "PUSH_WORKERS": ("workers", int),
     "PUSH_LOG_LEVEL": ("log_level", str),
     "PUSH_EVENT_LOOP": ("event_loop", str),

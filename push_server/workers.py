@@ -7,11 +7,25 @@ no proxy in front. They share everything else through Redis, exactly like
 nodes on different machines.
 
 The parent only supervises: it forwards SIGTERM/SIGINT to the workers, waits
-for them, and replaces a worker that dies (its clients are reaped by the
+for them, restarts them one by one on SIGHUP (below), and replaces a worker that dies (its clients are reaped by the
 others when its lease runs out). A worker that dies within
 :data:`MIN_UPTIME` of starting is a configuration problem (a port taken,
 Redis URL wrong), not a crash: the parent then stops everything and exits
 rather than restart it forever.
+
+**Rolling restart (SIGHUP).** Each worker in turn is replaced: a new worker is
+started first and the parent waits until its WebSocket listener is bound
+(the worker says so through a pipe), and only then is the old one sent
+SIGTERM. The old worker closes its listeners at once, so new connections go
+to the others, then closes its browsers with 1001 (they reconnect, with
+jitter, to the workers still listening) and ends. At no moment is the port
+without a listener. Connections that the kernel had queued on the old
+worker's listener but that it had not yet accepted are reset when it closes,
+unless ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+), which moves them to
+another worker; docs/operations.md says so. The replacements are started
+with ``spawn`` (a new interpreter), not forked from the parent, so they run
+the code now on disk: a deploy followed by SIGHUP upgrades without a
+refused connection.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import signal
 import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -37,8 +52,12 @@ MIN_UPTIME = 5.0
 STOP_GRACE = 15.0
 
 
-def _worker(config: Config) -> None:
-    """A worker process: one ordinary push server."""
+#: How long a rolling restart waits for a new worker to listen before giving up.
+READY_WAIT = 30.0
+
+
+def _worker(config: Config, ready: Connection | None = None) -> None:
+    """A worker process: one ordinary push server; says on ``ready`` once it listens."""
     # The parent's handlers are inherited through fork; the worker wants the
     # defaults that web.run_app installs its own graceful shutdown over.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -48,6 +67,12 @@ def _worker(config: Config) -> None:
     # would cut it short (no leave signals, no retired lease).
     os.setpgid(0, 0)
     _stop_with_parent()
+    # A spawned worker (rolling restart) starts without the parent's logging set-up.
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    if ready is not None:
+        from . import metrics
+
+        metrics.ON_READY.append(lambda: ready.send(True))
     try:
         serve(config)
     except OSError as exc:
@@ -76,15 +101,61 @@ def run_workers(config: Config) -> None:
     child_config = config.replace(workers=1, reuse_port=True)
     # fork: the parent has no event loop or sockets yet, and workers start at once.
     context = multiprocessing.get_context("fork")
+    # Replacements in a rolling restart: a fresh interpreter, so new code is loaded.
+    fresh = multiprocessing.get_context("spawn")
     workers: dict[int, tuple[BaseProcess, float]] = {}
+    #: Workers being replaced by a rolling restart: their exit is expected.
+    retiring: set[int] = set()
     stopping = False
+    reload_requested = False
 
-    def start_one() -> None:
-        process = context.Process(target=_worker, args=(child_config,), name="push-server-worker")
+    def start_one(wait_ready: bool = False) -> int | None:
+        """Start a worker; with ``wait_ready``, a fresh one and its pid once it listens (None if it never did)."""
+        maker = fresh if wait_ready else context
+        receiver, sender = maker.Pipe(duplex=False)
+        process = maker.Process(target=_worker, args=(child_config, sender), name="push-server-worker")
         process.start()
+        sender.close()
         assert process.pid is not None
         workers[process.pid] = (process, time.monotonic())
         log.info("worker %d started", process.pid)
+        if not wait_ready:
+            return process.pid
+        try:
+            if receiver.poll(READY_WAIT):
+                receiver.recv()
+                return process.pid
+        except EOFError:
+            pass  # it died before listening
+        finally:
+            receiver.close()
+        return None
+
+    def roll() -> None:
+        """Replace every worker, one at a time, never leaving the ports without a listener."""
+        log.info("SIGHUP: rolling restart of %d workers", len(workers))
+        for old_pid in list(workers):
+            if stopping:
+                return
+            new_pid = start_one(wait_ready=True)
+            if new_pid is None:
+                log.error("a new worker did not start listening within %.0fs; rolling restart abandoned", READY_WAIT)
+                return
+            old_process, _ = workers[old_pid]
+            retiring.add(old_pid)
+            os.kill(old_pid, signal.SIGTERM)
+            old_process.join(STOP_GRACE)
+            if old_process.exitcode is None:
+                old_process.kill()
+                old_process.join()
+            del workers[old_pid]
+            retiring.discard(old_pid)
+            log.info("worker %d replaced by %d", old_pid, new_pid)
+        log.info("rolling restart done")
+
+    def request_reload(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal reload_requested
+        reload_requested = True
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
@@ -95,6 +166,7 @@ def run_workers(config: Config) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, request_reload)
     for _ in range(config.workers):
         start_one()
     log.info("%d workers sharing ws port %d and api port %d", config.workers, config.ws_port, config.api_port)
@@ -102,6 +174,9 @@ def run_workers(config: Config) -> None:
     failed = False
     deadline: float | None = None
     while workers:
+        if reload_requested and not stopping:
+            reload_requested = False
+            roll()
         if stopping and deadline is None:
             deadline = time.monotonic() + STOP_GRACE
         if deadline is not None and time.monotonic() > deadline:
@@ -112,7 +187,7 @@ def run_workers(config: Config) -> None:
             if process.exitcode is None:
                 continue
             del workers[pid]
-            if stopping:
+            if stopping or pid in retiring:
                 continue
             uptime = time.monotonic() - started
             if uptime < MIN_UPTIME:

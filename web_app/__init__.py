@@ -24,7 +24,7 @@ from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import auth, chat, limits, rooms
+from . import admin, auth, chat, limits, rooms
 from .errors import init_errors
 from .logs import init_logging
 from .limits import init_limits
@@ -108,6 +108,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(rooms.bp)
     app.register_blueprint(chat.bp)
     app.add_url_rule("/favicon.ico", "favicon", _favicon)
+    admin.init_app(app)  # /admin (ADMIN_USERS) and the web app's /metrics
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})
@@ -152,10 +153,10 @@ def _init_sessions(app: Flask) -> None:
     """Server-side sessions: in Redis when REDIS_URL is set, else files in the instance folder."""
     app.config.setdefault("SESSION_KEY_PREFIX", "webchat:session:")
     if app.config.get("REDIS_URL"):
-        import redis
+        import webchat_redis
 
         app.config["SESSION_TYPE"] = "redis"
-        app.config["SESSION_REDIS"] = redis.Redis.from_url(app.config["REDIS_URL"])
+        app.config["SESSION_REDIS"] = webchat_redis.sync_client(app.config["REDIS_URL"])  # redis:// or redis+sentinel://
     else:
         from cachelib.file import FileSystemCache
 

@@ -54,6 +54,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+import webchat_redis
+
+from .. import metrics
 from ..websocket import frames
 from ..config import Config
 from .base import Backend, BackendUnavailable, Call, NodeInfo, Session, leave_frame, new_random_id
@@ -131,7 +134,7 @@ class RedisBackend(Backend):
         self.node_id = secrets.token_urlsafe(6)
         self.started = time.time()
         self.mirror = LocalState()
-        self._redis = aioredis.Redis.from_url(
+        self._redis: aioredis.Redis = webchat_redis.async_client(  # redis:// or redis+sentinel://
             config.redis_url,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
@@ -438,6 +441,7 @@ class RedisBackend(Backend):
     async def _renew_lease(self) -> bool:
         """Renew the lease; True if this node was missing from Redis (reaped, or Redis emptied)."""
         ttl_ms = str(int(self.config.node_timeout * 1000))
+        metrics.LEASE_RENEWALS.inc()
         missing, holders = await self._guard(self._script(args=["renew", self.prefix, self.node_id, ttl_ms]))
         self._remember(holders)
         return bool(missing)

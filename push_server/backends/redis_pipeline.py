@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import metrics
 from .base import BackendUnavailable
 from .redis_lua import SCRIPT
 
@@ -84,6 +85,7 @@ class TickPipeline:
         except BaseException as exc:
             # Whatever went wrong (Redis, the network, a bad argument, a bug),
             # every request of this tick gets an answer: none may hang.
+            metrics.REDIS_ERRORS.inc()
             if isinstance(exc, (RedisError, OSError)):
                 reason = f"Redis: {type(exc).__name__}"
             else:
@@ -115,6 +117,7 @@ class TickPipeline:
         The epoch is read first, on the same connection: if it is this node's,
         the Redis that ran the commands is the one the node joined.
         """
+        metrics.REDIS_ROUND_TRIPS.inc()
         pipe = self._redis.pipeline(transaction=False)
         pipe.execute_command("GET", self._epoch_key)
         for args, _ in batch:

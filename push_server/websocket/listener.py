@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, cast
 import push_protocol
 
 from . import frames, handshake
+from .. import metrics
+from .limits import ConnectionLimits
 from .reader import MessageReader
 from ..backends.base import BackendUnavailable
 
@@ -48,7 +50,7 @@ FD_RESERVE = 128
 class ListenerContext:
     """What every connection of one listener shares (one reference per connection)."""
 
-    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins", "refused", "_refusal_report")
+    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins", "refused", "_refusal_report", "limits")
 
     def __init__(self, config: Config, backend: Backend, connections: Connections) -> None:
         self.config = config
@@ -59,6 +61,8 @@ class ListenerContext:
         #: Connections refused at the open-files limit since the last log line.
         self.refused = 0
         self._refusal_report: asyncio.TimerHandle | None = None
+        #: The node's and each address's connection limits (the open-files cap above is the backstop).
+        self.limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
 
     def at_fd_limit(self) -> bool:
         """Whether one more browser would leave fewer than FD_RESERVE descriptors free.
@@ -102,6 +106,7 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         "last_seen",
         "window_start",
         "window_frames",
+        "ip",
     )
 
     def __init__(self, context: ListenerContext) -> None:
@@ -119,6 +124,8 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         self.last_seen = 0.0
         self.window_start = 0.0
         self.window_frames = 0
+        #: The peer's address as the connection limits counted it (None: not counted).
+        self.ip: str | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -137,6 +144,11 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         # The transport buffers what the kernel cannot take yet; past this bound
         # pause_writing() fires and the client is dropped as a slow consumer.
         transport.set_write_buffer_limits(high=context.config.max_pending_bytes)
+        self.ip = context.limits.opened(transport.get_extra_info("peername"))
+        if self.ip is None:  # far over the node limit: not even read
+            self.state = _CLOSED
+            transport.abort()
+            return
         context.connections.accepted.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -152,6 +164,7 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         # frame could not get through a full buffer anyway.
         pending = self.transport.get_write_buffer_size() if self.transport is not None else 0
         log.info("dropping slow client %s: %d bytes pending", self.client_id, pending)
+        metrics.client_dropped("slow_consumer")
         self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -164,6 +177,8 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         # its registration ends (see _open), so it never leaves a ghost behind.
         registered = self.client_id is not None and connections.by_id.get(self.client_id) is self
         connections.discard(self)
+        if self.ip is not None:
+            self.context.limits.closed(self.ip, self.client_id is not None)
         self.transport = None
         if registered:
             assert self.client_id is not None
@@ -197,8 +212,12 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         except handshake.HandshakeError as exc:
             self._refuse(exc.status, exc.reason)
             return
+        if (refusal := self.context.limits.admit(self.ip or "")) is not None:
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, refusal, quiet=True)  # the limits log, once a second
+            return
         assert self.transport is not None
         self.transport.write(handshake.accept_response(request.key))
+        metrics.HANDSHAKES_ACCEPTED.inc()
         # From here last_seen is the heartbeat's: the time bytes last arrived.
         self.last_seen = self.window_start = self.context.loop.time()
         self.state = _OPENING
@@ -227,9 +246,11 @@ class ClientConnection(MessageReader, asyncio.Protocol):
             raise handshake.HandshakeError(HTTPStatus.UNAUTHORIZED, "invalid or expired token")
         return uid
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, quiet: bool = False) -> None:
         # Never log the request target: it may carry a token.
-        log.info("refused WebSocket handshake: %d %s", status, reason)
+        if not quiet:
+            log.info("refused WebSocket handshake: %d %s", status, reason)
+        metrics.handshake_refused(status)
         self.state = _CLOSING
         assert self.transport is not None
         extra = {"Allow": "GET"} if status == HTTPStatus.METHOD_NOT_ALLOWED else None
@@ -292,6 +313,7 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         try:
             self.feed(data, config.max_frame_bytes, config.max_message_fragments)
         except frames.ProtocolError as exc:
+            metrics.client_dropped("flood" if exc.code == frames.CLOSE_POLICY_VIOLATION else "protocol_error")
             self._buffer = b""
             self._message = None
             self.close(exc.code, exc.reason)
