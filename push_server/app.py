@@ -17,6 +17,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from . import api
+from .events import make_events
 from .websocket import frames
 from .backends.base import Backend
 from .config import Config
@@ -67,6 +68,9 @@ def ws_port(app: web.Application) -> int:
 async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
     config, backend, connections = app[api.CONFIG], app[api.BACKEND], app[CONNECTIONS]
     await backend.start(connections)
+    backend.events = events = make_events(config, backend)
+    if events is not None:
+        await events.start()
     loop = asyncio.get_running_loop()
     context = ListenerContext(config, backend, connections)
     server = await loop.create_server(
@@ -87,6 +91,8 @@ async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
             await heartbeat
         server.close()
         await connections.close_all(frames.CLOSE_GOING_AWAY, "server shutting down", SHUTDOWN_GRACE)
+        if events is not None:
+            await events.stop()
         await backend.stop()
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 from ..websocket import frames
 
 if TYPE_CHECKING:
+    from ..events import Events
     from ..websocket.connections import Connections
 
 Session = dict[str, Any]
@@ -87,6 +88,8 @@ class Backend(abc.ABC):
     """Cluster state and routing. Every method is a coroutine unless noted."""
 
     connections: Connections
+    #: Events to the business app (push_server/events), set by the app when PUSH_EVENTS_URL is.
+    events: Events | None = None
 
     # -- lifecycle ------------------------------------------------------------
 

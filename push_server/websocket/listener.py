@@ -281,9 +281,12 @@ class ClientConnection(asyncio.Protocol):
         # checked as RFC 6455 requires (text must be UTF-8) and then ignored.
         if message[0] == frames.OP_TEXT:
             try:
-                message[1:].decode("utf-8")
+                text = message[1:].decode("utf-8")
             except UnicodeDecodeError:
                 raise frames.ProtocolError(frames.CLOSE_INVALID_DATA, "text is not UTF-8") from None
+            events = self.context.backend.events  # forwarded as client_message when configured (docs/events.md)
+            if events is not None and self.client_id is not None and self.state == _OPEN:
+                events.message(self.client_id, text)
 
     # -- writing and closing ---------------------------------------------------------------
 
