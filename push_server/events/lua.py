@@ -71,6 +71,9 @@ end
 local function deferring()
   local at = tonumber(redis.call('HGET', E .. 'epoch', 'at') or '0')
   if now - at > window then return false end
+  -- A node re-enters `nodes` at its next lease renewal: for the first half of
+  -- the window (one node timeout) the list may still be missing some.
+  if now - at < window / 2 then return true end
   for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
     if redis.call('SISMEMBER', E .. 'contrib', n) == 0 then return true end
   end
@@ -232,14 +235,16 @@ elseif op == 'epoch' then
 
 elseif op == 'contribute' then
   -- ARGV: node, epoch id, then 'u:UID' / 'g:G' members the node's clients
-  -- hold. They were online before Redis lost its state (the app was told):
-  -- mark them silently, so the refill tells the app nothing.
+  -- held before Redis lost its state (the app was told of them): mark them
+  -- silently, so the refill tells the app nothing, and look at each again
+  -- after the grace, so one that left meanwhile goes offline (or vacated).
   local node, epoch = ARGV[7], ARGV[8]
   if redis.call('HGET', E .. 'epoch', 'id') ~= epoch then return 0 end
   for i = 9, #ARGV do
     local member = ARGV[i]
     local kind, name = string.sub(member, 1, 1), string.sub(member, 3)
     if kind == 'u' then redis.call('HSET', E .. 'on', name, 1) else redis.call('SADD', E .. 'grp', name) end
+    redis.call('ZADD', E .. 'due', 'NX', now + grace, member)
   end
   redis.call('SADD', E .. 'contrib', node)
   return 1

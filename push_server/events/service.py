@@ -58,6 +58,8 @@ class Events:
         self._ids = IdMaker()
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch: str | None = None
+        #: This node's uids and groups when Redis last confirmed the current epoch.
+        self._confirmed: tuple[set[str], set[str]] = (set(), set())
         #: Events the queue refused (full) or the outbox could not hold, since start.
         self.dropped = 0
         self._dropped_logged = 0
@@ -189,11 +191,17 @@ class Events:
         epoch_of = getattr(self.store, "epoch", None)
         if epoch_of is None:
             return
+        # Taken before asking: if Redis answers with the epoch we know, this
+        # state predates any restart, so it is what the app was told about.
+        snapshot = (set(self.state.uids), set(self.state.groups))
         epoch = await epoch_of()
         if epoch == self._epoch:
+            self._confirmed = snapshot
             return
-        uids = set(self.state.uids)
-        groups = set(self.state.groups)
+        # A new incarnation: give it the state last confirmed under the old
+        # one. What was bound after the restart is not in it, so it is told
+        # about as new; what left meanwhile is checked after the grace.
+        uids, groups = self._confirmed
         if await self.store.contribute(self.node, epoch, uids, groups):  # type: ignore[attr-defined]
             if self._epoch is not None:
                 log.warning(

@@ -32,6 +32,8 @@ class Receiver:
         self.bad_signatures: list[str] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        #: Set at stop: a hanging answer ends then, so the server shuts down at once.
+        self._release = asyncio.Event()
         self.port = 0
 
     @property
@@ -49,6 +51,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -70,7 +73,8 @@ class Receiver:
         if self.mode == "fail":
             return web.json_response({"error": "told to fail"}, status=500)
         if self.mode == "hang":
-            await asyncio.sleep(3600)
+            await self._release.wait()
+            return web.json_response({"error": "hung"}, status=503)
         async with self._changed:
             self.events.extend(json.loads(body)["events"])
             self._changed.notify_all()
