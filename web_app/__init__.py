@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import auth, chat, rooms
+from . import auth, chat, presence, rooms
 from .errors import init_errors
 from .models import init_db
 from .push import init_push, ws_url
@@ -86,13 +86,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=int(app.config["MAX_IMAGE_BYTES"]) + 64 * 1024,
     )
     _init_sessions(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     init_errors(app)
     init_db(app)
     init_push(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
     app.register_blueprint(chat.bp)
+    # The push server's events are signed with PUSH_SECRET, not a CSRF token.
+    csrf.exempt(presence.receive_events)
+    app.register_blueprint(presence.bp)
+    presence.init_presence(app)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})
@@ -150,7 +154,7 @@ def _security_headers(response: Response) -> Response:
     """Headers every response carries; a view may set a stricter CSP of its own."""
     # Scripts and styles only from our own origin (no inline script at all), and
     # the WebSocket only to the push server the page is told about.
-    connect = ws_url() if request.endpoint == "rooms.room_page" else ""
+    connect = ws_url() if request.endpoint in ("rooms.room_page", "rooms.lobby") else ""
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
