@@ -78,7 +78,7 @@ class MemoryBackend(Backend):
     async def register(self, client_id: str, uid: str | None = None) -> None:
         self.state.add(client_id, uid)
         if self.events is not None and uid is not None:
-            self.events.bound(client_id)
+            self.events.bound(client_id, uid)
 
     async def unregister(self, client_id: str) -> None:
         client = self.state.remove(client_id)
@@ -121,14 +121,14 @@ class MemoryBackend(Backend):
     async def bind_uid(self, client_id: str, uid: str) -> None:
         self.state.bind(client_id, uid)
         if self.events is not None:
-            self.events.bound(client_id)
+            self.events.bound(client_id, uid)
 
     async def unbind_uid(self, client_id: str, uid: str) -> None:
         client = self.state.clients.get(client_id)
         if client is not None and client.uid == uid:
             self.state.unbind(client_id)
             if self.events is not None:
-                self.events.bound(client_id)
+                self.events.bound(client_id, None)
 
     async def join_group(self, client_id: str, group: str) -> None:
         self.state.join(client_id, group)

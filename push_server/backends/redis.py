@@ -508,7 +508,7 @@ class RedisBackend(Backend):
             self.mirror.remove(client_id)
             raise
         if self.events is not None and uid is not None:
-            self.events.bound(client_id)
+            self.events.bound(client_id, uid)
 
     async def unregister(self, client_id: str) -> None:
         client = self.mirror.remove(client_id)
@@ -605,13 +605,13 @@ class RedisBackend(Backend):
         if node_of(client_id) is not None:
             await self._call("bind_uid", client_id, uid)
             if self.events is not None:
-                self.events.bound(client_id)
+                self.events.bound(client_id, uid)
 
     async def unbind_uid(self, client_id: str, uid: str) -> None:
         if node_of(client_id) is not None:
             await self._call("unbind_uid", client_id, uid)
             if self.events is not None:
-                self.events.bound(client_id)
+                self.events.bound(client_id, None)
 
     async def join_group(self, client_id: str, group: str) -> None:
         if node_of(client_id) is not None:

@@ -69,13 +69,20 @@ end
 -- contribution: telling the app it came online would be false. Online checks
 -- wait until every live node has contributed (or the window has passed).
 local function deferring()
-  local at = tonumber(redis.call('HGET', E .. 'epoch', 'at') or '0')
+  local at = redis.call('HGET', E .. 'epoch', 'at')
+  -- No incarnation yet: Redis was just emptied (or this is the very first
+  -- start); the nodes' epoch checks make one within half a second.
+  if not at then return true end
+  at = tonumber(at)
   if now - at > window then return false end
   -- A node re-enters `nodes` at its next lease renewal: for the first half of
   -- the window (one node timeout) the list may still be missing some.
   if now - at < window / 2 then return true end
+  -- Only live nodes (holding a lease) count: a dead one is reaped instead.
   for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
-    if redis.call('SISMEMBER', E .. 'contrib', n) == 0 then return true end
+    if redis.call('SISMEMBER', E .. 'contrib', n) == 0 and redis.call('EXISTS', P .. 'lease:' .. n) == 1 then
+      return true
+    end
   end
   return false
 end
@@ -154,11 +161,19 @@ end
 
 if op == 'bound' then
   -- A client registered, was bound or unbound: compare with what we saw.
-  local cid = ARGV[7]
+  -- ARGV[8]: the uid it was bound to when the hook ran ('' for an unbind).
+  local cid, hooked = ARGV[7], ARGV[8]
   local uid = redis.call('GET', P .. 'cu:' .. cid)
   local old = redis.call('HGET', E .. 'cu', cid)
   if uid then redis.call('HSET', E .. 'cu', cid, uid) else redis.call('HDEL', E .. 'cu', cid) end
   if old and old ~= uid then touch_uid(old, false) end
+  if hooked ~= '' and hooked ~= uid and redis.call('HEXISTS', E .. 'on', hooked) == 0 and not deferring() then
+    -- Bound and gone (or rebound) before this ran: the uid had a connection
+    -- for a moment, so it was online; offline follows after the grace.
+    redis.call('HSET', E .. 'on', hooked, 1)
+    emit('uid_online', 'uid', hooked)
+    touch_uid(hooked, false)
+  end
   if uid then touch_uid(uid, false) end
   return result()
 
@@ -225,10 +240,15 @@ elseif op == 'settle' then
 elseif op == 'epoch' then
   -- This Redis incarnation's id, made on first use (first start, or Redis
   -- came back empty). Nodes contribute their state once per incarnation.
+  -- ARGV[7] is '1' when the asking node knew an earlier incarnation (Redis
+  -- lost its state: hold online checks back a node timeout, until every node
+  -- is back in `nodes`), '0' on a first start (only wait for the nodes listed).
   local id = redis.call('HGET', E .. 'epoch', 'id')
   if not id then
     id = token
-    redis.call('HSET', E .. 'epoch', 'id', id, 'at', stamp)
+    local at = now
+    if ARGV[7] ~= '1' then at = now - window / 2 end
+    redis.call('HSET', E .. 'epoch', 'id', id, 'at', string.format('%.3f', at))
     redis.call('DEL', E .. 'contrib')
   end
   return id

@@ -68,7 +68,7 @@ class MemoryEventStore(EventStore):
             self._occupied.discard(group)
             self._emit("group_vacated", counts, group=group)
 
-    async def bound(self, client_id: str) -> Counts:
+    async def bound(self, client_id: str, hooked: str | None) -> Counts:
         counts = Counts()
         client = self.state.clients.get(client_id)
         uid = client.uid if client is not None else None
@@ -77,6 +77,11 @@ class MemoryEventStore(EventStore):
             self._seen_uid[client_id] = uid
         if old is not None and old != uid:
             self._touch_uid(old, counts)
+        if hooked is not None and hooked != uid and hooked not in self._on:
+            # Bound and gone again before this ran: it was online for a moment.
+            self._on.add(hooked)
+            self._emit("uid_online", counts, uid=hooked)
+            self._touch_uid(hooked, counts)
         if uid is not None:
             self._touch_uid(uid, counts)
         return counts

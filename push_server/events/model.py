@@ -89,8 +89,13 @@ class EventStore(abc.ABC):
         """Disconnect."""
 
     @abc.abstractmethod
-    async def bound(self, client_id: str) -> Counts:
-        """A client registered or was (un)bound: uid_online / a pending uid_offline."""
+    async def bound(self, client_id: str, uid: str | None) -> Counts:
+        """A client registered or was (un)bound: uid_online / a pending uid_offline.
+
+        ``uid`` is what the client was bound to when the hook ran: if it left
+        before this runs, the uid still had a connection for a moment (online,
+        then offline after the grace), not none at all.
+        """
 
     @abc.abstractmethod
     async def groups(self, groups: list[str]) -> Counts:

@@ -68,8 +68,8 @@ class RedisEventStore(EventStore):
         made, dropped = await self._run(op, *args)
         return Counts(int(made), int(dropped))
 
-    async def bound(self, client_id: str) -> Counts:
-        return await self._counted("bound", client_id)
+    async def bound(self, client_id: str, uid: str | None) -> Counts:
+        return await self._counted("bound", client_id, uid or "")
 
     async def groups(self, groups: list[str]) -> Counts:
         return await self._counted("group", *groups)
@@ -95,9 +95,12 @@ class RedisEventStore(EventStore):
     async def settle(self) -> Counts:
         return await self._counted("settle")
 
-    async def epoch(self) -> str:
-        """This Redis incarnation's id (made when Redis has none: first start, or restarted empty)."""
-        value = await self._run("epoch")
+    async def epoch(self, known: bool) -> str:
+        """This Redis incarnation's id (made when Redis has none: first start, or restarted empty).
+
+        ``known``: this node saw an earlier incarnation, so Redis lost its state.
+        """
+        value = await self._run("epoch", "1" if known else "0")
         return value.decode() if isinstance(value, bytes) else str(value)
 
     async def contribute(self, node: str, epoch: str, uids: set[str], groups: set[str]) -> bool:

@@ -66,9 +66,9 @@ class Events:
 
     # -- hooks: called by the backend and the listener ---------------------------------
 
-    def bound(self, client_id: str) -> None:
-        """A client registered, or was bound or unbound."""
-        self._add(Step("bound", (client_id,)))
+    def bound(self, client_id: str, uid: str | None) -> None:
+        """A client registered with a uid, or was bound (``uid``) or unbound (None)."""
+        self._add(Step("bound", (client_id, uid)))
 
     def groups(self, *groups: str) -> None:
         """Clients joined or left these groups (or they were dissolved)."""
@@ -175,7 +175,7 @@ class Events:
             step = outbox[0]
             args = step.args
             if step.op == "bound":
-                counts = await store.bound(args[0])
+                counts = await store.bound(args[0], args[1])
             elif step.op == "groups":
                 counts = await store.groups(args[0])
             elif step.op == "closed":
@@ -194,7 +194,7 @@ class Events:
         # Taken before asking: if Redis answers with the epoch we know, this
         # state predates any restart, so it is what the app was told about.
         snapshot = (set(self.state.uids), set(self.state.groups))
-        epoch = await epoch_of()
+        epoch = await epoch_of(self._epoch is not None)
         if epoch == self._epoch:
             self._confirmed = snapshot
             return

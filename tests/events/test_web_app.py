@@ -87,12 +87,12 @@ def test_lobby_shows_who_is_online_live(wired: tuple[Live, PushServerProcess]) -
         windows = Windows(chromium, live)
         try:
             alice = windows.open("alice")
-            expect(alice.locator('#people-list .person[data-online="1"]')).to_have_count(1, timeout=TIMEOUT * 1000)
+            expect(alice.locator('#people-list .person[data-online="1"]')).to_have_count(1, timeout=TIMEOUT * 2000)
             bob = windows.open("bob")
             bob_row = alice.locator("#people-list .person", has_text="bob")
-            expect(bob_row).to_have_attribute("data-online", "1", timeout=TIMEOUT * 1000)
+            expect(bob_row).to_have_attribute("data-online", "1", timeout=TIMEOUT * 2000)
             bob.context.close()
-            expect(bob_row).to_have_attribute("data-online", "0", timeout=(GRACE + TIMEOUT) * 1000)
+            expect(bob_row).to_have_attribute("data-online", "0", timeout=(GRACE + TIMEOUT * 2) * 1000)
             expect(bob_row.locator(".person-seen")).to_have_text("last seen just now")
             # And the database says so (the flag the seed chat shows).
             people = {p["name"]: p for p in alice.evaluate("fetch('/people').then(r => r.json())")["people"]}
