@@ -1,7 +1,7 @@
 """``python -m bench.events``: what events cost (issue 13's benchmark).
 
-    python -m bench.events            # 1,000 clients of churn, 500 fan-out members
-    python -m bench.events --quick    # small sizes (under a minute)
+    python -m bench.events            # 1,000 clients of churn; 500 members x 1,000 pushes
+    python -m bench.events --quick    # 500 clients; 200 members x 500 pushes (under a minute)
 
 Two measurements, each with events off and on in the same run against the same
 private redis-server (a cluster node, the path that decides presence in Redis):
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    sizes = (200, 200, 100) if args.quick else (1000, 500, 400)
+    sizes = (500, 200, 500) if args.quick else (1000, 500, 1000)
     results = asyncio.run(run(*sizes))
     results["quick"] = args.quick
     args.out.mkdir(parents=True, exist_ok=True)

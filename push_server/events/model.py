@@ -88,6 +88,25 @@ class EventStore(abc.ABC):
     async def stop(self) -> None:
         """Disconnect."""
 
+    async def run_steps(self, steps: list[tuple[str, tuple[Any, ...], bool]]) -> list[Counts]:
+        """Record hook calls ``(op, args, retried)`` in order; all or (on EventsUnavailable) none count as done.
+
+        One by one here; the Redis store sends them in one round trip. A step
+        may run again after a failure: every step is safe to repeat (touches
+        re-read the truth, and a repeated event carries the same id).
+        """
+        results: list[Counts] = []
+        for op, args, retried in steps:
+            if op == "bound":
+                results.append(await self.bound(args[0], args[1]))
+            elif op == "groups":
+                results.append(await self.groups(args[0]))
+            elif op == "closed":
+                results.append(await self.closed(args[0], args[1], args[2], args[3], assume_online=retried))
+            else:
+                results.append(await self.append(args[0]))
+        return results
+
     @abc.abstractmethod
     async def bound(self, client_id: str, uid: str | None) -> Counts:
         """A client registered or was (un)bound: uid_online / a pending uid_offline.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 SETTLE_EVERY = 0.25
 #: Seconds between two checks that Redis still has this incarnation's state.
 EPOCH_EVERY = 0.5
+#: Outbox steps recorded in one round trip at most.
+DRAIN_MAX = 200
 #: Backoff while the store is unreachable (seconds).
 RETRY_FIRST, RETRY_CAP = 0.05, 2.0
 
@@ -170,21 +173,14 @@ class Events:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, min(next_settle, next_epoch) - loop.time()))
 
     async def _drain(self) -> None:
-        store, outbox = self.store, self._outbox
+        outbox = self._outbox
         while outbox:
-            step = outbox[0]
-            args = step.args
-            if step.op == "bound":
-                counts = await store.bound(args[0], args[1])
-            elif step.op == "groups":
-                counts = await store.groups(args[0])
-            elif step.op == "closed":
-                counts = await store.closed(args[0], args[1], args[2], args[3], assume_online=step.retried)
-            else:
-                counts = await store.append(args[0])
-            # Only now: a step that failed stays first in line.
-            outbox.popleft()
-            self._counted(counts)
+            steps = list(itertools.islice(outbox, DRAIN_MAX))
+            results = await self.store.run_steps([(step.op, step.args, step.retried) for step in steps])
+            # Only now: steps that failed stay first in line.
+            for counts in results:
+                outbox.popleft()
+                self._counted(counts)
 
     async def _check_epoch(self) -> None:
         """Give a new Redis incarnation (first start, or restarted empty) this node's state, silently."""
