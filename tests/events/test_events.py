@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ..servers import TIMEOUT
 from .conftest import GRACE, call
 from .receiver import Receiver
 
@@ -82,3 +83,22 @@ async def test_unbind_and_rebind_check_the_old_uid(event_server: Any, backend: d
     await receiver.wait_event("group_occupied", group="g")
     await call(server, "ungroup", "g")
     await receiver.wait_event("group_vacated", group="g")
+
+
+async def test_full_queue_drops_new_events_and_says_so(event_server: Any, backend: dict[str, Any], browsers: Any, receiver: Receiver) -> None:
+    """With the receiver down and the queue at its bound, new events are dropped, counted in the log, and the queued ones still arrive."""
+    receiver.mode = "fail"
+    server = event_server("--events-queue-max", "3", **backend)
+    for number in range(6):
+        browser = await browsers(server)
+        await call(server, "bind_uid", browser.client_id, f"x{number}")
+
+    async def logged() -> None:
+        while "dropped since start: the queue is full" not in server.log():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(logged(), TIMEOUT)
+    receiver.mode = "ok"
+    await receiver.wait_for(lambda: len(receiver.of("uid_online")) == 3)
+    await asyncio.sleep(0.5)
+    assert sorted(e["uid"] for e in receiver.of("uid_online")) == ["x0", "x1", "x2"]
