@@ -41,6 +41,7 @@ from .systems import ROOT, Proc, start_push_server, start_redis
 
 SECRET = "bench-events-secret-0123456789abcdef"
 GRACE = 0.2
+IDLE_SECONDS = 5.0
 
 
 class Receiver:
@@ -171,7 +172,12 @@ async def run(clients: int, members: int, pushes: int) -> dict[str, Any]:
                 _log(f"events {mode}: churn of {clients} clients")
                 churned = await churn(proc, ws_port, api_port, clients, receiver if mode == "on" else None)
                 _log(f"events {mode}: fan-out, {members} members x {pushes} pushes")
-                results[mode] = {"churn": churned, "fan_out": await fan_out(proc, ws_port, api_port, members, pushes)}
+                fanned = await fan_out(proc, ws_port, api_port, members, pushes)
+                # What the node costs doing nothing (events' background ticks included).
+                cpu = proc.cpu()
+                await asyncio.sleep(IDLE_SECONDS)
+                idle = round((proc.cpu() - cpu) / IDLE_SECONDS * 100, 2)
+                results[mode] = {"churn": churned, "fan_out": fanned, "idle_cpu_percent": idle}
             finally:
                 proc.stop()
     finally:
@@ -196,6 +202,7 @@ def table(results: dict[str, Any]) -> str:
         ("extra push server CPU per event (µs)", "–", results["extra_cpu_us_per_event"]),
         (f"fan-out to {results['members']} members: server CPU µs/frame", off["fan_out"]["server_cpu_us_per_frame"], on["fan_out"]["server_cpu_us_per_frame"]),
         ("fan-out: frames per second", f"{off['fan_out']['frames_per_s']:,}", f"{on['fan_out']['frames_per_s']:,}"),
+        (f"idle node CPU over {IDLE_SECONDS:.0f} s (% of a core)", off["idle_cpu_percent"], on["idle_cpu_percent"]),
     ]
     lines = ["| measurement | events off | events on |", "|---|---|---|"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]

@@ -231,7 +231,7 @@ elseif op == 'reaped' then
 
 elseif op == 'settle' then
   -- What is due: offline graces that ran out, deferred online checks.
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', E .. 'due', '-inf', now, 'LIMIT', 0, 500)) do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', E .. 'due', '-inf', now, 'LIMIT', 0, 5000)) do
     redis.call('ZREM', E .. 'due', member)
     touch(member, true)
   end

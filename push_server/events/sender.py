@@ -40,8 +40,12 @@ log = logging.getLogger(__name__)
 BATCH_MAX = 500
 #: Backoff after a failed POST: doubles from the first value up to the cap.
 BACKOFF_FIRST, BACKOFF_CAP = 0.2, 30.0
-#: How often a node that does not hold the lease (or has nothing to send) looks again.
+#: How often the sender with nothing to send looks again (events queued on
+#: this node wake it at once; this is for those queued by other nodes).
 IDLE_POLL = 0.25
+#: How often a node that does not hold the lease tries to take it (it can only
+#: when the holder's lease expired, after node_timeout).
+FOLLOWER_POLL = 1.0
 #: Seconds between two log lines about the queue's depth while events wait.
 DEPTH_LOG_EVERY = 10.0
 
@@ -90,6 +94,9 @@ class Sender:
                 except EventsUnavailable:
                     leading = False
                     await asyncio.sleep(IDLE_POLL)
+                    continue
+                if not leading:
+                    await asyncio.sleep(FOLLOWER_POLL)
                     continue
                 if not batch:
                     await self._idle()

@@ -27,10 +27,11 @@ from .sender import Sender
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two runs of what is due (offline graces) on each node.
-SETTLE_EVERY = 0.25
+#: Seconds between two runs of what is due (offline graces) on each node: a
+#: uid_offline comes at most this long after its grace.
+SETTLE_EVERY = 0.5
 #: Seconds between two checks that Redis still has this incarnation's state.
-EPOCH_EVERY = 0.5
+EPOCH_EVERY = 1.0
 #: Outbox steps recorded in one round trip at most.
 DRAIN_MAX = 200
 #: Backoff while the store is unreachable (seconds).
