@@ -47,6 +47,12 @@ _HELP = {
     "workers": "processes sharing the ports as one cluster; needs --redis-url (default 1)",
     "log_level": "DEBUG, INFO, WARNING or ERROR (default INFO)",
     "event_loop": "auto (uvloop when installed), uvloop or asyncio (default auto)",
+    "events_url": "POST events (uid_online, client_closed, ...) to this URL (default: none sent)",
+    "offline_grace": "seconds a uid may be gone before uid_offline is sent (default 5)",
+    "events_retry_s": "retry undelivered events at least this many seconds (default 300)",
+    "forward_client_messages": "1: forward browsers' text frames as client_message events (default 0)",
+    "events_queue_max": "events waiting for the receiver at most; more are dropped and logged (default 100000)",
+    "events_timeout": "seconds the events receiver has to answer (default 10)",
 }
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from . import api, metrics
 from .api.auth import ClaimStore, MemoryClaims
+from .events import make_events
 from .backends.base import Backend
 from .config import Config
 from .websocket import frames
@@ -82,6 +83,9 @@ def ws_port(app: web.Application) -> int:
 async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
     config, backend, connections = app[api.CONFIG], app[api.BACKEND], app[CONNECTIONS]
     await backend.start(connections)
+    backend.events = events = make_events(config, backend)
+    if events is not None:
+        await events.start()
     loop = asyncio.get_running_loop()
     context = ListenerContext(config, backend, connections)
     server = await loop.create_server(
@@ -102,6 +106,8 @@ async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
             await heartbeat
         server.close()
         await connections.close_all(frames.CLOSE_GOING_AWAY, "server restarting: reconnect", SHUTDOWN_GRACE)
+        if events is not None:
+            await events.stop()
         await backend.stop()
 
 

@@ -70,6 +70,18 @@ class Config:
     log_level: str = "INFO"
     #: "auto" (uvloop when installed, else asyncio), "uvloop" or "asyncio".
     event_loop: str = "auto"
+    #: Events to the business app (docs/events.md): where they are POSTed; None sends none.
+    events_url: str | None = None
+    #: Seconds a uid's last connection may be gone before uid_offline (a reload sends nothing).
+    offline_grace: float = 5.0
+    #: Events are retried at least this long (seconds) before they may be given up.
+    events_retry_s: float = 300.0
+    #: Forward browsers' text frames as client_message events.
+    forward_client_messages: bool = False
+    #: Events waiting for the receiver, at most; past it new events are dropped and counted.
+    events_queue_max: int = 100_000
+    #: Seconds the receiver has to answer a batch before it counts as failed.
+    events_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.secret:
@@ -102,6 +114,12 @@ class Config:
             raise ConfigError(f"event loop must be auto, uvloop or asyncio, not {self.event_loop!r}")
         if self.max_connections < 0 or self.max_connections_per_ip < 0:
             raise ConfigError("connection limits must be 0 (derived / no limit) or positive")
+        if self.offline_grace < 0 or self.events_retry_s <= 0 or self.events_timeout <= 0:
+            raise ConfigError("offline grace must be >= 0, events retry time and timeout > 0")
+        if self.events_queue_max < 1:
+            raise ConfigError("the events queue bound must be at least 1")
+        if self.events_url and not self.events_url.startswith(("http://", "https://")):
+            raise ConfigError(f"events URL must be an http:// or https:// URL, not {self.events_url!r}")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.workers > 1 and not self.redis_url:
@@ -144,6 +162,12 @@ ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_WORKERS": ("workers", int),
     "PUSH_LOG_LEVEL": ("log_level", str),
     "PUSH_EVENT_LOOP": ("event_loop", str),
+    "PUSH_EVENTS_URL": ("events_url", str),
+    "PUSH_OFFLINE_GRACE": ("offline_grace", float),
+    "PUSH_EVENTS_RETRY_S": ("events_retry_s", float),
+    "PUSH_FORWARD_CLIENT_MESSAGES": ("forward_client_messages", bool),
+    "PUSH_EVENTS_QUEUE_MAX": ("events_queue_max", int),
+    "PUSH_EVENTS_TIMEOUT": ("events_timeout", float),
 }
 
 
@@ -151,6 +175,12 @@ def parse_value(field_name: str, kind: type, text: str) -> object:
     """Convert one setting's text, or raise ConfigError naming it."""
     if kind is tuple:
         return tuple(item.strip() for item in text.split(",") if item.strip())
+    if kind is bool:
+        if text.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{field_name}: {text!r} is not 1/0, true/false, yes/no or on/off")
     try:
         return kind(text)
     except ValueError:

@@ -24,7 +24,7 @@ from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, auth, chat, limits, rooms
+from . import admin, auth, chat, limits, presence, rooms
 from .errors import init_errors
 from .logs import init_logging
 from .limits import init_limits
@@ -97,7 +97,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if int(app.config["WEB_PROXY_COUNT"]) > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["WEB_PROXY_COUNT"]))  # type: ignore[method-assign]
     _init_sessions(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     init_logging()
     # Before the blueprints: it sets the bounded <int:> converter their routes use.
     init_errors(app)
@@ -109,6 +109,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(chat.bp)
     app.add_url_rule("/favicon.ico", "favicon", _favicon)
     admin.init_app(app)  # /admin (ADMIN_USERS) and the web app's /metrics
+    # The push server's events are signed with PUSH_SECRET, not a CSRF token.
+    csrf.exempt(presence.receive_events)
+    app.register_blueprint(presence.bp)
+    presence.init_presence(app)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})
@@ -171,7 +175,7 @@ def _security_headers(response: Response) -> Response:
     """Headers every response carries; a view may set a stricter CSP of its own."""
     # Scripts and styles only from our own origin (no inline script at all), and
     # the WebSocket only to the push server the page is told about.
-    connect = ws_url() if request.endpoint == "rooms.room_page" else ""
+    connect = ws_url() if request.endpoint in ("rooms.room_page", "rooms.lobby") else ""
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "

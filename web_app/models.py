@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
     func,
     inspect,
     select,
@@ -77,6 +79,10 @@ class User(Base):
     name_key: Mapped[str | None] = mapped_column(String(KEY_MAX))
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Presence, kept from the push server's events (web_app/presence.py, which
+    # also adds the two columns to a database made before them).
+    online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     @property
     def uid(self) -> str:

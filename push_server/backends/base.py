@@ -25,13 +25,16 @@ import itertools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..delivery import Delivery
 from ..errors import BackendUnavailable
 from ..websocket import frames
 
 __all__ = ["Backend", "BackendUnavailable", "Call", "NodeInfo", "Session", "merge_pushes"]
+
+if TYPE_CHECKING:
+    from ..events import Events
 
 Session = dict[str, Any]
 
@@ -96,6 +99,8 @@ class Backend(abc.ABC):
     """Cluster state and routing. Every method is a coroutine unless noted."""
 
     connections: Delivery
+    #: Events to the business app (push_server/events), set by the app when PUSH_EVENTS_URL is.
+    events: Events | None = None
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -22,11 +22,15 @@ class MemoryBackend(Backend):
 
     async def register(self, client_id: str, uid: str | None = None) -> None:
         self.state.add(client_id, uid)
+        if self.events is not None and uid is not None:
+            self.events.bound(client_id, uid)
 
     async def unregister(self, client_id: str) -> None:
         client = self.state.remove(client_id)
         if client is None:
             return
+        if self.events is not None:
+            self.events.closed(client_id, client.uid, list(client.groups or ()), client.session)
         for group in client.groups or ():
             # The leaver is already out of the group; an emptied group is gone.
             members = self.state.groups.get(group)
@@ -61,20 +65,30 @@ class MemoryBackend(Backend):
 
     async def bind_uid(self, client_id: str, uid: str) -> None:
         self.state.bind(client_id, uid)
+        if self.events is not None:
+            self.events.bound(client_id, uid)
 
     async def unbind_uid(self, client_id: str, uid: str) -> None:
         client = self.state.clients.get(client_id)
         if client is not None and client.uid == uid:
             self.state.unbind(client_id)
+            if self.events is not None:
+                self.events.bound(client_id, None)
 
     async def join_group(self, client_id: str, group: str) -> None:
         self.state.join(client_id, group)
+        if self.events is not None:
+            self.events.groups(group)
 
     async def leave_group(self, client_id: str, group: str) -> None:
         self.state.leave(client_id, group)
+        if self.events is not None:
+            self.events.groups(group)
 
     async def ungroup(self, group: str) -> None:
         self.state.ungroup(group)
+        if self.events is not None:
+            self.events.groups(group)
 
     async def set_session(self, client_id: str, session: Session) -> None:
         self.state.set_session(client_id, dict(session), merge=False)

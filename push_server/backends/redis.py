@@ -479,10 +479,14 @@ class RedisBackend(Backend):
 
     async def _reap(self, node: str) -> None:
         try:
+            if self.events is not None:
+                await self.events.reaping(node)  # the dead node's client_closed, before its state goes
             while True:
                 left = await self._internal("reap", node, self.node_id, str(CHUNK))
                 if left <= 0:
                     break
+            if self.events is not None:
+                await self.events.reaped(node)  # then its uids' uid_offline, its groups' group_vacated
             log.info("reaped node %s", node)
         except BackendUnavailable as exc:
             # Whoever sweeps after the reconnection takes the reaping over.
@@ -613,6 +617,8 @@ class RedisBackend(Backend):
         except BaseException:
             self.mirror.remove(client_id)
             raise
+        if self.events is not None and uid is not None:
+            self.events.bound(client_id, uid)
 
     async def unregister(self, client_id: str) -> None:
         client = self.mirror.remove(client_id)
@@ -631,6 +637,8 @@ class RedisBackend(Backend):
                 members = self.mirror.groups.get(group)
                 if members:
                     self.connections.send_many(members, leave_frame(group, client.uid))
+        if self.events is not None:
+            self.events.closed(client_id, client.uid, list(client.groups or ()), client.session)
 
     # -- pushes -------------------------------------------------------------------------------
 
@@ -720,21 +728,31 @@ class RedisBackend(Backend):
     async def bind_uid(self, client_id: str, uid: str) -> None:
         if node_of(client_id) is not None:
             await self._call("bind_uid", client_id, uid)
+            if self.events is not None:
+                self.events.bound(client_id, uid)
 
     async def unbind_uid(self, client_id: str, uid: str) -> None:
         if node_of(client_id) is not None:
             await self._call("unbind_uid", client_id, uid)
+            if self.events is not None:
+                self.events.bound(client_id, None)
 
     async def join_group(self, client_id: str, group: str) -> None:
         if node_of(client_id) is not None:
             await self._call("join_group", client_id, group)
+            if self.events is not None:
+                self.events.groups(group)
 
     async def leave_group(self, client_id: str, group: str) -> None:
         if node_of(client_id) is not None:
             await self._call("leave_group", client_id, group)
+            if self.events is not None:
+                self.events.groups(group)
 
     async def ungroup(self, group: str) -> None:
         await self._call("ungroup", group)
+        if self.events is not None:
+            self.events.groups(group)
 
     async def set_session(self, client_id: str, session: Session) -> None:
         if node_of(client_id) is not None:

@@ -337,9 +337,16 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         # the reader raised 1002 or 1007 for it.
         self.close(frames.CLOSE_NORMAL if code is None else code)
 
-    # message_received and pong_received keep the reader's defaults: a page's
-    # messages (a {"type":"pong"} or anything else) are checked as RFC 6455
-    # requires, then ignored; browsers talk to the business app over HTTP.
+    def message_received(self, opcode: int, payload: bytes) -> None:
+        # Browsers talk to the business app over HTTP, not here: a message (a
+        # {"type":"pong"} or anything else) has been checked as RFC 6455 requires
+        # (the reader checked text is UTF-8) and is otherwise ignored, unless the
+        # node forwards text as client_message events (docs/events.md).
+        events = self.context.backend.events
+        if events is not None and opcode == frames.OP_TEXT and self.client_id is not None and self.state == _OPEN:
+            events.message(self.client_id, payload.decode("utf-8"))
+
+    # pong_received keeps the reader's default: any frame already counted as a sign of life.
 
     # -- writing and closing ---------------------------------------------------------------
 
