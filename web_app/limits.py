@@ -119,9 +119,9 @@ def init_limits(app: Flask) -> None:
         rules[name] = Rule.parse(setting, str(app.config.get(setting) or default))
     app.extensions["webchat_limits"] = rules
     if app.config.get("REDIS_URL"):
-        import redis
+        import webchat_redis  # redis:// or redis+sentinel://
 
-        app.extensions["webchat_limits_redis"] = redis.Redis.from_url(
+        app.extensions["webchat_limits_redis"] = webchat_redis.sync_client(
             app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
         )
     else:

@@ -317,7 +317,8 @@ def _close_code(sock: socket.socket) -> int | None:
 
 async def idle_then_sigterm(connections: int = 2000) -> dict[str, Any]:
     """Scenario (d): ``connections`` idle pages on one node, then SIGTERM: how many got close code 1001."""
-    with cluster(1) as (_redis, servers):
+    # Every test page comes from 127.0.0.1: lift the per-address limit (1,000 by default).
+    with cluster(1, "--max-connections-per-ip", "0") as (_redis, servers):
         (server,) = servers
         sockets: list[socket.socket] = []
         try:
