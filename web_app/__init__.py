@@ -5,7 +5,7 @@
 
 Settings come from the environment (SPEC §6): SECRET_KEY, DATABASE_URL,
 REDIS_URL, PUSH_API_URL, PUSH_SECRET, PUSH_WS_URL, PUSH_WS_PORT, and
-SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / PUSH_TIMEOUT. ``create_app`` takes a
+SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / MAX_AVATAR_BYTES / PUSH_TIMEOUT. ``create_app`` takes a
 mapping that overrides them (the tests' way in).
 """
 
@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import auth, chat, rooms
+from . import auth, avatars, chat, rooms
 from .errors import init_errors
 from .logs import init_logging
 from .models import init_db
@@ -51,6 +51,8 @@ def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "PUSH_TIMEOUT": float(environ.get("PUSH_TIMEOUT") or 3.0),
         "SESSION_COOKIE_SECURE": (environ.get("SESSION_COOKIE_SECURE") or "").lower() in _TRUE,
         "MAX_IMAGE_BYTES": int(environ.get("MAX_IMAGE_BYTES") or 5 * 1024 * 1024),
+        # A picture shown 34 px wide needs far less than a chat image; capped by MAX_IMAGE_BYTES's request limit.
+        "MAX_AVATAR_BYTES": int(environ.get("MAX_AVATAR_BYTES") or 1024 * 1024),
         # werkzeug's default (scrypt). The test suite lowers the cost to stay fast.
         "PASSWORD_HASH_METHOD": "scrypt",
     }
@@ -83,8 +85,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
         # A chat page stays open for hours: its CSRF token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
-        # The image limit plus room for the multipart framing and the other fields.
-        MAX_CONTENT_LENGTH=int(app.config["MAX_IMAGE_BYTES"]) + 64 * 1024,
+        # The larger upload limit plus room for the multipart framing and the other fields.
+        MAX_CONTENT_LENGTH=max(int(app.config["MAX_IMAGE_BYTES"]), int(app.config["MAX_AVATAR_BYTES"])) + 64 * 1024,
     )
     _init_sessions(app)
     CSRFProtect(app)
@@ -95,6 +97,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
     app.register_blueprint(chat.bp)
+    app.register_blueprint(avatars.bp)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})

@@ -79,5 +79,9 @@ def init_errors(app: Flask) -> None:
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         if not json_errors():
             return error
-        messages = {413: "the upload is too large"}
+        from .images import human_size  # errors is imported by images
+
+        # Say the limit (the request limit is the larger upload limit plus framing).
+        limit = max(int(current_app.config["MAX_IMAGE_BYTES"]), int(current_app.config["MAX_AVATAR_BYTES"]))
+        messages = {413: f"the upload is too large: files may be at most {human_size(limit)}"}
         return jsonify(error=messages.get(error.code or 0, error.description or error.name)), error.code or 500
