@@ -38,6 +38,12 @@ HISTORY_LIMIT_MAX = 200
 FILENAME_MAX = 200
 
 
+@bp.app_context_processor
+def _limits() -> dict[str, int]:
+    """The composer's limit for the room page: the one /say checks."""
+    return {"content_max": CONTENT_MAX}
+
+
 def int_field(data: Any, name: str, minimum: int = 1, required: bool = True) -> int | None:
     """An integer field (a JSON number or a decimal string) no smaller than ``minimum``."""
     value = data.get(name)
