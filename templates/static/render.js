@@ -237,15 +237,16 @@ webchat.render = (function () {
   // the message before it: recompute them for a message just placed and for
   // the one after it (whose predecessor it now is).
   function decorate(item) {
+    // Data attributes, not classes: other code (and tests) read a message's classes.
     const prev = previousMessage(item);
     const newDay = !prev || prev.dataset.day !== item.dataset.day;
-    item.classList.toggle("day-start", newDay);
     if (newDay) item.dataset.dayLabel = dayLabel(item.dataset.time);
     else delete item.dataset.dayLabel;
     const grouped = !newDay && prev.dataset.uid === item.dataset.uid && prev.dataset.type === item.dataset.type &&
       !prev.classList.contains("deleted") &&
       new Date(item.dataset.time) - new Date(prev.dataset.time) < GROUP_MS;
-    item.classList.toggle("grouped", grouped);
+    if (grouped) item.dataset.grouped = "";
+    else delete item.dataset.grouped;
   }
 
   function layout(item) {

@@ -65,10 +65,8 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
-  function learnNames(names) {
-    const all = new Set(Object.values(members || {}));
-    for (const name of authors) all.add(name);
-    for (const name of names || []) all.add(name);
+  function learnNames() {
+    const all = new Set(Object.values(members || {}).concat(Array.from(authors)));
     knownNames = Array.from(all).sort(function (a, b) { return b.length - a.length; });
   }
 
@@ -80,7 +78,7 @@ document.addEventListener("DOMContentLoaded", function () {
       learnNames();
     }
     const item = webchat.render.message(msg, { myUid, myName, names: knownNames });
-    const wasAtBottom = history.atBottom();
+    const wasAtBottom = history.atBottom() || String(msg.uid) === myUid; // your own message takes you down
     const isNew = msg.id > maxShown;
     const img = item.querySelector("img.chat-image");
     if (img) {
@@ -97,10 +95,10 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     list.insertBefore(item, before);
     webchat.render.layout(item);
-    if (isNew && (wasAtBottom || String(msg.uid) === myUid)) list.scrollTop = list.scrollHeight;
+    if (isNew && wasAtBottom) list.scrollTop = list.scrollHeight;
     rendered.set(msg.id, item);
     maxShown = Math.max(maxShown, msg.id);
-    history.noteShown(msg, item, wasAtBottom || String(msg.uid) === myUid, isNew);
+    history.noteShown(msg, item, wasAtBottom, isNew);
     if (isNew && ready) notify.consider(msg);
   }
 
