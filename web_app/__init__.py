@@ -5,7 +5,7 @@
 
 Settings come from the environment (SPEC §6): SECRET_KEY, DATABASE_URL,
 REDIS_URL, PUSH_API_URL, PUSH_SECRET, PUSH_WS_URL, PUSH_WS_PORT, and
-SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / PUSH_TIMEOUT / WEB_PROXY_COUNT, and
+SESSION_COOKIE_SECURE / MAX_IMAGE_BYTES / MAX_AVATAR_BYTES / PUSH_TIMEOUT / WEB_PROXY_COUNT, and
 the RATE_LIMIT_* settings (web_app/limits.py). ``create_app`` takes a mapping
 that overrides them (the tests' way in).
 """
@@ -24,7 +24,7 @@ from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, auth, chat, limits, presence, rooms
+from . import admin, auth, avatars, chat, limits, presence, rooms
 from .errors import init_errors
 from .logs import init_logging
 from .limits import init_limits
@@ -59,6 +59,8 @@ def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         # (X-Forwarded-For), which the per-address limits count by. 0: none.
         "WEB_PROXY_COUNT": int(environ.get("WEB_PROXY_COUNT") or 0),
         **limits.settings_from_env(environ),
+        # A picture shown 34 px wide needs far less than a chat image; capped by MAX_IMAGE_BYTES's request limit.
+        "MAX_AVATAR_BYTES": int(environ.get("MAX_AVATAR_BYTES") or 1024 * 1024),
         # werkzeug's default (scrypt). The test suite lowers the cost to stay fast.
         "PASSWORD_HASH_METHOD": "scrypt",
     }
@@ -91,8 +93,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
         # A chat page stays open for hours: its CSRF token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
-        # The image limit plus room for the multipart framing and the other fields.
-        MAX_CONTENT_LENGTH=int(app.config["MAX_IMAGE_BYTES"]) + 64 * 1024,
+        # The larger upload limit plus room for the multipart framing and the other fields.
+        MAX_CONTENT_LENGTH=max(int(app.config["MAX_IMAGE_BYTES"]), int(app.config["MAX_AVATAR_BYTES"])) + 64 * 1024,
     )
     if int(app.config["WEB_PROXY_COUNT"]) > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["WEB_PROXY_COUNT"]))  # type: ignore[method-assign]
@@ -113,6 +115,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.exempt(presence.receive_events)
     app.register_blueprint(presence.bp)
     presence.init_presence(app)
+    app.register_blueprint(avatars.bp)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})

@@ -19,8 +19,9 @@ from sqlalchemy import or_, select
 from push_client import PushError
 
 from .auth import current_user, login_required
+from .avatars import avatar_urls
 from .errors import ApiError, json_api, request_data
-from .images import EXTENSIONS, sniff_image_type
+from .images import EXTENSIONS, read_image
 from .limits import rate_limited
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
 from .push import get_push, push_keyed, room_group
@@ -36,6 +37,12 @@ CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.~-]{1,128}")
 HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 200
 FILENAME_MAX = 200
+
+
+@bp.app_context_processor
+def _limits() -> dict[str, int]:
+    """The composer's limit for the room page: the one /say checks."""
+    return {"content_max": CONTENT_MAX}
 
 
 def int_field(data: Any, name: str, minimum: int = 1, required: bool = True) -> int | None:
@@ -66,8 +73,12 @@ def _push_unavailable(exc: PushError) -> ApiError:
     return ApiError(503, "the push server is unavailable; try again shortly")
 
 
-def flush_room(room_id: int) -> dict[str, str]:
-    """Push the room's member list (``{uid: name}``, from the connections' sessions) to the room."""
+def flush_room(room_id: int) -> tuple[dict[str, str], dict[str, str]]:
+    """Push the room's member list (``{uid: name}``, from the connections' sessions) to the room.
+
+    The frame also carries ``avatars`` (``{uid: url}`` for members with a
+    picture: web_app/avatars.py); both maps are returned.
+    """
     push = get_push()
     group = room_group(room_id)
     sessions = push.get_client_sessions_by_group(group)
@@ -76,8 +87,9 @@ def flush_room(room_id: int) -> dict[str, str]:
         # Connections that joined but were never given a session are nobody yet.
         if isinstance(session, dict) and "uid" in session and "name" in session:
             users_list[str(session["uid"])] = str(session["name"])
-    push.send_to_group(group, {"type": "flush", "users_list": users_list})
-    return users_list
+    avatars = avatar_urls(list(users_list))
+    push.send_to_group(group, {"type": "flush", "users_list": users_list, "avatars": avatars})
+    return users_list, avatars
 
 
 @bp.post("/bind")
@@ -113,10 +125,10 @@ def bind() -> ResponseReturnValue:
                 batch.leave_group(client_id, room_group(old_room))
             batch.join_group(client_id, room_group(room.id))
             batch.set_session(client_id, {"uid": me.uid, "name": me.name, "room_id": room.id})
-        users_list = flush_room(room.id)
+        users_list, avatars = flush_room(room.id)
     except PushError as exc:
         raise _push_unavailable(exc) from exc
-    return jsonify(ok=True, uid=me.uid, name=me.name, users_list=users_list)
+    return jsonify(ok=True, uid=me.uid, name=me.name, users_list=users_list, avatars=avatars)
 
 
 @bp.post("/flush")
@@ -125,7 +137,7 @@ def flush() -> ResponseReturnValue:
     """Push the room's current member list to the room."""
     room = get_room(int_field(request_data(), "room_id") or 0)
     try:
-        users_list = flush_room(room.id)
+        users_list, _avatars = flush_room(room.id)
     except PushError as exc:
         raise _push_unavailable(exc) from exc
     return jsonify(users_list=users_list)
@@ -205,17 +217,7 @@ def upload_image(room_id: int) -> ResponseReturnValue:
     room = get_room(room_id)
     me = _me()
     upload = request.files.get("file")
-    if upload is None:
-        raise ApiError(400, "send the image as the multipart field 'file'")
-    limit = int(current_app.config["MAX_IMAGE_BYTES"])
-    data = upload.stream.read(limit + 1)
-    if not data:
-        raise ApiError(400, "the file is empty")
-    if len(data) > limit:
-        raise ApiError(413, f"images may be at most {limit} bytes")
-    content_type = sniff_image_type(data)
-    if content_type is None:
-        raise ApiError(415, "only PNG, JPEG, GIF and WebP images are accepted")
+    data, content_type = read_image(upload, int(current_app.config["MAX_IMAGE_BYTES"]))
     # A plain upload (no type field) goes to the whole room.
     kind, target = _recipient(request.form, me, default="all")
     db = get_db()
@@ -245,9 +247,13 @@ def _visible_to(user: User) -> Any:
 @json_api
 @login_required
 def messages(room_id: int) -> ResponseReturnValue:
-    """History, oldest first: after ``after`` if given, else the latest ``limit`` messages."""
+    """History, oldest first: the ``limit`` messages after ``after``, or before ``before``, or the latest."""
     room = get_room(room_id)
     after = int_field(request.args, "after", minimum=0, required=False)
+    # An older page of history (SPEC §10): the page asks with its oldest id.
+    before = int_field(request.args, "before", required=False)
+    if after is not None and before is not None:
+        raise ApiError(400, "give after or before, not both")
     limit = int_field(request.args, "limit", required=False) or HISTORY_LIMIT_DEFAULT
     if limit > HISTORY_LIMIT_MAX:
         raise ApiError(400, f"limit must be at most {HISTORY_LIMIT_MAX}")
@@ -255,6 +261,8 @@ def messages(room_id: int) -> ResponseReturnValue:
     if after is not None:
         rows = list(get_db().scalars(query.where(Message.id > after).order_by(Message.id).limit(limit)))
     else:
+        if before is not None:
+            query = query.where(Message.id < before)
         rows = list(get_db().scalars(query.order_by(Message.id.desc()).limit(limit)))[::-1]
     return jsonify(messages=[message.to_dict() for message in rows])
 

@@ -213,7 +213,11 @@ def init_errors(app: Flask) -> None:
             response.set_data(body)
             response.mimetype = "text/html"
             return response
-        messages = {413: "the upload is too large"}
+        from .images import human_size  # errors is imported by images
+
+        # Say the limit (the request limit is the larger upload limit plus framing).
+        limit = max(int(current_app.config["MAX_IMAGE_BYTES"]), int(current_app.config["MAX_AVATAR_BYTES"]))
+        messages = {413: f"the upload is too large: files may be at most {human_size(limit)}"}
         answer = jsonify(error=messages.get(status, error.description or error.name))
         answer.status_code = status
         # Keep the headers the error brings, such as a 405's Allow.

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["sniff_image_type", "EXTENSIONS"]
+from typing import Any
+
+from .errors import ApiError
+
+__all__ = ["sniff_image_type", "EXTENSIONS", "human_size", "read_image"]
 
 #: The raster formats every browser shows. SVG is deliberately absent: it is a
 #: document that can carry scripts, not a picture.
@@ -20,3 +24,31 @@ def sniff_image_type(data: bytes) -> str | None:
     if len(data) >= 12 and data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+def human_size(size: int) -> str:
+    """``5242880`` → ``"5 MiB"``: a limit as a person reads it (error messages state it)."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def read_image(upload: Any, limit: int, what: str = "images") -> tuple[bytes, str]:
+    """The bytes and sniffed type of an uploaded file (werkzeug's FileStorage), or the ApiError saying why not.
+
+    Reads at most one byte past ``limit``, so an oversized file is refused
+    without holding more of it than that.
+    """
+    if upload is None:
+        raise ApiError(400, "send the image as the multipart field 'file'")
+    data = upload.stream.read(limit + 1)
+    if not data:
+        raise ApiError(400, "the file is empty")
+    if len(data) > limit:
+        raise ApiError(413, f"{what} may be at most {human_size(limit)}", limit=limit)
+    content_type = sniff_image_type(data)
+    if content_type is None:
+        raise ApiError(415, "only PNG, JPEG, GIF and WebP images are accepted")
+    return data, content_type

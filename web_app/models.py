@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Base", "User", "Room", "Message", "Image", "create_tables", "init_db", "get_db", "insert_unique",
-    "store_message", "conversation_of", "database_url", "utcnow", "isoformat",
+    "store_message", "conversation_of", "database_url", "utcnow", "isoformat", "Avatar",
 ]
 
 NAME_MAX = 32
@@ -83,6 +83,8 @@ class User(Base):
     # also adds the two columns to a database made before them).
     online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Joined with the user (its bytes are deferred), so a message's avatar URL costs no query.
+    avatar: Mapped[Avatar | None] = relationship(lazy="joined", viewonly=True)
 
     @property
     def uid(self) -> str:
@@ -113,6 +115,26 @@ class Image(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     content_type: Mapped[str] = mapped_column(String(32))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Avatar(Base):
+    """A user's uploaded picture (web_app/avatars.py): one per user, replaced by the next upload.
+
+    ``version`` goes up with every upload and is part of the picture's URL, so
+    browsers may cache a URL for long and still see a new picture at once.
+    """
+
+    __tablename__ = "avatars"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    version: Mapped[int] = mapped_column(default=1)
+
+    @property
+    def url(self) -> str:
+        """Where the page fetches the picture."""
+        return f"/avatars/{self.user_id}?v={self.version}"
 
 
 #: The conversation of a room's public messages (private ones are "<low uid>:<high uid>").
@@ -178,6 +200,9 @@ class Message(Base):
         if self.kind == "image":
             data["kind"] = "image"
             data["url"] = f"/images/{self.image_id}"
+        # Only for an uploaded picture: without one the page draws initials.
+        if self.user.avatar is not None:
+            data["avatar"] = self.user.avatar.url
         return data
 
 

@@ -2,7 +2,10 @@
 // web app for everything we do (bind, say, flush, history, images).
 //
 // Flow: load recent history → connect → on "init" POST /bind → catch up from
-// the last contiguous position. When the socket drops, reconnect with
+// the last contiguous position. How a message looks is render.js; older
+// pages, the "new messages" pill and the "while you were away" divider are
+// history.js; the composer's limits composer.js; images upload.js; desktop
+// notifications notify.js; the phone's member drawer drawer.js. When the socket drops, reconnect with
 // exponential backoff and jitter and do the same again. What we hold and how
 // we find what we missed follows docs/delivery.md: every message carries its
 // conversation's seq, a hole in a seq is a gap, and a catch-up fetches
@@ -28,6 +31,9 @@ document.addEventListener("DOMContentLoaded", function () {
   const privateName = document.getElementById("private-name");
   const privateCancel = document.getElementById("private-cancel");
   const imageInput = document.getElementById("image-input");
+  const retryButton = document.getElementById("retry-now");
+  const membersStale = document.getElementById("members-stale");
+  const myName = body.dataset.uname;
 
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_CAP_MS = 15000;
@@ -35,21 +41,17 @@ document.addEventListener("DOMContentLoaded", function () {
   const rendered = new Map(); // message id → its <li>
   let maxShown = 0; // the highest message id in the list (for placing the others)
   let members = null; // {uid: name} from the last flush; null until the first
+  let avatars = {}; // {uid: avatar url} of members with a picture
+  const authors = new Set(); // names seen on messages: mentions of them are highlighted
+  let knownNames = []; // members' and authors' names, longest first
+  let ready = false; // the first page of history is shown
+  let reconnectTimer = null;
   let target = null; // {uid, name} while writing privately
   let socket = null;
   let attempt = 0;
   let everBound = false;
 
   // -- rendering --------------------------------------------------------------
-
-  function formatTime(iso) {
-    const date = new Date(iso);
-    if (isNaN(date.getTime())) return "";
-    const sameDay = date.toDateString() === new Date().toDateString();
-    return sameDay
-      ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-  }
 
   function stickToBottom(action) {
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
@@ -63,62 +65,41 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
 
+  function learnNames() {
+    const all = new Set(Object.values(members || {}).concat(Array.from(authors)));
+    knownNames = Array.from(all).sort(function (a, b) { return b.length - a.length; });
+  }
+
   // Puts one message in the list, in id order; delivery.js calls it once per
   // message of this room (it drops duplicates and other rooms' messages).
   function renderMessage(msg) {
-    const mine = String(msg.uid) === myUid;
-    const item = el("li", "message");
-    item.dataset.id = String(msg.id);
-    if (mine) item.classList.add("mine");
-    if (msg.type === "to") item.classList.add("private");
-
-    const avatar = el("span", "avatar", String(msg.uname || "?").slice(0, 1).toUpperCase());
-    avatar.setAttribute("aria-hidden", "true");
-    const bubble = el("div", "message-body");
-    const meta = el("div", "meta");
-    meta.append(el("span", "author", msg.uname));
-    if (msg.type === "to") {
-      const to = mine ? "to " + (msg.to_uname || "someone") : "to you";
-      meta.append(el("span", "private-tag", "private · " + to));
+    if (typeof msg.uname === "string" && !authors.has(msg.uname)) {
+      authors.add(msg.uname);
+      learnNames();
     }
-    const time = el("time", "time", formatTime(msg.created_at));
-    time.dateTime = msg.created_at;
-    time.title = new Date(msg.created_at).toLocaleString();
-    meta.append(time);
-    bubble.append(meta);
-
-    // The URL is the app's own /images/<id>; anything else (another host, a
-    // javascript: URL) is not shown as a link or picture.
-    if (msg.kind === "image" && typeof msg.url === "string" && /^\/images\/\d+$/.test(msg.url)) {
-      const link = el("a", "image-link");
-      link.href = msg.url;
-      link.target = "_blank";
-      link.rel = "noopener";
-      const img = el("img", "chat-image");
-      img.alt = msg.content || "image";
-      img.src = msg.url;
+    const item = webchat.render.message(msg, { myUid, myName, names: knownNames });
+    const wasAtBottom = history.atBottom() || String(msg.uid) === myUid; // your own message takes you down
+    const isNew = msg.id > maxShown;
+    const img = item.querySelector("img.chat-image");
+    if (img) {
       img.addEventListener("load", function () {
         if (list.scrollHeight - list.scrollTop - list.clientHeight < img.height + 80) list.scrollTop = list.scrollHeight;
       });
-      link.append(img);
-      bubble.append(link);
-    } else {
-      bubble.append(el("p", "text", msg.content));
     }
-    item.append(avatar, bubble);
-
-    stickToBottom(function () {
-      // Keep messages in id order even when a pushed one and a fetched page cross.
-      let before = null;
-      if (msg.id < maxShown) {
-        for (const node of list.querySelectorAll("li.message")) {
-          if (Number(node.dataset.id) > msg.id) { before = node; break; }
-        }
+    // Keep messages in id order even when a pushed one and a fetched page cross.
+    let before = null;
+    if (msg.id < maxShown) {
+      for (const node of list.querySelectorAll("li.message")) {
+        if (Number(node.dataset.id) > msg.id) { before = node; break; }
       }
-      list.insertBefore(item, before);
-    });
+    }
+    list.insertBefore(item, before);
+    webchat.render.layout(item);
+    if (isNew && wasAtBottom) list.scrollTop = list.scrollHeight;
     rendered.set(msg.id, item);
     maxShown = Math.max(maxShown, msg.id);
+    history.noteShown(msg, item, wasAtBottom, isNew);
+    if (isNew && ready) notify.consider(msg);
   }
 
   function renderMembers() {
@@ -129,7 +110,7 @@ document.addEventListener("DOMContentLoaded", function () {
       const button = el("button", "member", null);
       button.type = "button";
       button.dataset.uid = uid;
-      button.append(el("span", "avatar small", String(name).slice(0, 1).toUpperCase()), el("span", "member-name", name));
+      button.append(webchat.render.avatar(uid, name, avatars[uid], true), el("span", "member-name", name));
       if (uid === myUid) {
         button.append(el("span", "you", "you"));
         button.disabled = true;
@@ -142,10 +123,12 @@ document.addEventListener("DOMContentLoaded", function () {
       memberList.append(item);
     }
     memberCount.textContent = String(entries.length);
+    document.getElementById("members-toggle-count").textContent = String(entries.length);
   }
 
-  function applyMembers(usersList) {
+  function applyMembers(usersList, avatarList) {
     if (!usersList || typeof usersList !== "object") return;
+    if (avatarList && typeof avatarList === "object") avatars = Object.assign({}, avatarList);
     if (members !== null) {
       for (const uid of Object.keys(usersList)) {
         if (!(uid in members) && uid !== myUid) notice(usersList[uid] + " joined");
@@ -155,6 +138,7 @@ document.addEventListener("DOMContentLoaded", function () {
       }
     }
     members = Object.assign({}, usersList);
+    learnNames();
     renderMembers();
   }
 
@@ -165,12 +149,18 @@ document.addEventListener("DOMContentLoaded", function () {
     composer.classList.toggle("private-mode", !!target);
     content.placeholder = target ? "Private message to " + target.name : "Message #" + body.dataset.roomName;
     renderMembers();
+    if (target) drawer.close();
     content.focus();
   }
 
   function setStatus(state, text) {
     status.dataset.state = state;
     status.textContent = text;
+    // Offline, the member list is what it was when we lost the connection.
+    const offline = state === "offline";
+    retryButton.hidden = !offline;
+    membersStale.hidden = !offline;
+    document.getElementById("members").classList.toggle("stale", offline);
   }
 
   // -- history and delivery (templates/static/delivery.js, docs/delivery.md) --
@@ -184,10 +174,25 @@ document.addEventListener("DOMContentLoaded", function () {
     },
   });
   const catchUp = delivery.catchUp;
+  const history = webchat.history({
+    list: list, roomId: roomId, roomName: body.dataset.roomName, delivery: delivery,
+    pill: document.getElementById("new-pill"),
+  });
+  const notify = webchat.notify({ button: document.getElementById("notify-toggle"), roomName: body.dataset.roomName, myUid, myName });
+  const drawer = webchat.drawer({
+    button: document.getElementById("members-toggle"), panel: document.getElementById("members"),
+    close: document.getElementById("drawer-close"), backdrop: document.getElementById("drawer-backdrop"),
+  });
+  const limits = webchat.composerLimits({
+    content: content, counter: document.getElementById("char-count"), max: Number(body.dataset.contentMax),
+  });
 
   async function loadRecent() {
-    const result = await webchat.request("GET", "/rooms/" + roomId + "/messages?limit=50");
+    const PAGE = 50;
+    const result = await webchat.request("GET", "/rooms/" + roomId + "/messages?limit=" + PAGE);
     if (result.ok) delivery.start(result.data.messages);
+    ready = true;
+    if (result.ok) history.start(result.data.messages.length, PAGE);
   }
 
   // -- the connection -----------------------------------------------------------
@@ -222,8 +227,16 @@ document.addEventListener("DOMContentLoaded", function () {
     const delay = ceiling / 2 + Math.random() * (ceiling / 2);
     attempt += 1;
     setStatus("offline", "Offline · retrying in " + Math.ceil(delay / 1000) + " s");
-    setTimeout(connect, delay);
+    reconnectTimer = setTimeout(function () { reconnectTimer = null; connect(); }, delay);
   }
+
+  // "Retry now": do not wait for the backoff.
+  retryButton.addEventListener("click", function () {
+    if (reconnectTimer === null) return;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    connect();
+  });
 
   function handleFrame(ws, frame) {
     switch (frame.type) {
@@ -240,7 +253,7 @@ document.addEventListener("DOMContentLoaded", function () {
         catchUp();
         break;
       case "flush":
-        applyMembers(frame.users_list);
+        applyMembers(frame.users_list, frame.avatars);
         break;
       case "leave":
         scheduleFlush();
@@ -280,9 +293,13 @@ document.addEventListener("DOMContentLoaded", function () {
     everBound = true;
     attempt = 0;
     setStatus("online", "Online");
-    applyMembers(result.data.users_list);
-    if (reconnected) notice("Reconnected");
+    applyMembers(result.data.users_list, result.data.avatars);
+    if (reconnected) {
+      notice("Reconnected");
+      history.awayStart();
+    }
     await catchUp();
+    if (reconnected) history.awayEnd();
   }
 
   // -- sending ----------------------------------------------------------------
@@ -300,7 +317,7 @@ document.addEventListener("DOMContentLoaded", function () {
       catchUp();
       return true;
     }
-    webchat.showError(composerError, result.data.error || "could not send");
+    webchat.showError(composerError, webchat.failure(result, "could not send"));
     return false;
   }
 
@@ -319,7 +336,9 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     const text = content.value;
     if (!text.trim()) return;
-    webchat.showError(composerError, "");
+    const refused = limits.refusal(text);
+    webchat.showError(composerError, refused || "");
+    if (refused) return;
     const message = { room_id: roomId, type: target ? "to" : "all", content: text };
     if (target) message.to_uid = target.uid;
     sending = true;
@@ -335,6 +354,7 @@ document.addEventListener("DOMContentLoaded", function () {
     if (handleSent(result)) {
       if (content.value.startsWith(text)) content.value = content.value.slice(text.length);
       autoGrow();
+      limits.update();
       if (sendAgain) {
         sendAgain = false;
         say();
@@ -343,16 +363,6 @@ document.addEventListener("DOMContentLoaded", function () {
     }
     sendAgain = false;
     content.focus();
-  }
-
-  async function sendImage(file) {
-    webchat.showError(composerError, "");
-    const form = new FormData();
-    form.append("file", file);
-    form.append("type", target ? "to" : "all");
-    if (target) form.append("to_uid", target.uid);
-    const result = await webchat.request("POST", "/rooms/" + roomId + "/images", form);
-    handleSent(result);
   }
 
   function autoGrow() {
@@ -372,9 +382,24 @@ document.addEventListener("DOMContentLoaded", function () {
   });
   content.addEventListener("input", autoGrow);
   privateCancel.addEventListener("click", function () { setTarget(null); });
-  imageInput.addEventListener("change", function () {
-    if (imageInput.files.length) sendImage(imageInput.files[0]);
-    imageInput.value = "";
+  webchat.imageUploads({
+    roomId: roomId, maxBytes: Number(body.dataset.maxImageBytes), input: imageInput,
+    dropZone: document.getElementById("conversation"), content: content,
+    progress: document.getElementById("upload-progress"),
+    error: function (text) { webchat.showError(composerError, text); },
+    target: function () { return target; },
+    done: handleSent,
+  });
+  webchat.avatarUpload({
+    input: document.getElementById("avatar-input"), maxBytes: Number(body.dataset.maxAvatarBytes),
+    error: function (text) { webchat.showError(composerError, text); },
+    done: function (url) {
+      const mine = webchat.render.avatar(myUid, myName, url);
+      mine.id = "my-avatar";
+      document.getElementById("my-avatar").replaceWith(mine);
+      avatars[myUid] = url;
+      renderMembers();
+    },
   });
 
   loadRecent().then(connect);
