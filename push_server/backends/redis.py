@@ -393,10 +393,16 @@ class RedisBackend(Backend):
         raise BackendUnavailable("Redis is in another epoch")
 
     def _on_not_whole(self, _header: Any, _payload: bytes) -> None:
-        """A node found its state lost and is writing it back: answer 503 until it has."""
+        """A node found its state lost and is writing it back: answer 503 until it has.
+
+        Pushes refused meanwhile (here or on any node) reach nobody, and a page
+        hears of a stored message only from the next one in its conversation;
+        so this node owes its clients "redis_restored" too, once whole again.
+        """
         if self._whole:
             log.warning("a node is writing its clients back; answering 503 until the cluster is whole")
         self._whole = False
+        self._owe_restored = True
         self._gate_changed.set()
 
     def _on_holder(self, header: Any, _payload: bytes) -> None:
