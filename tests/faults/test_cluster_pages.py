@@ -40,9 +40,12 @@ async def test_redis_restarted_empty_under_pages_posting_through_the_web_app() -
     assert figures["undercounts"] == 0, figures
 
 
-async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets() -> None:
+@pytest.mark.parametrize(
+    "node_timeout, outage", [(10.0, 2.0), (2.0, 4.0)], ids=["within-its-lease", "reaped-meanwhile"]
+)
+async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets(node_timeout: float, outage: float) -> None:
     """Node 1 loses Redis while the web app's node keeps it (/say answers 201): node 1's pages get resync and catch up, 0 lost, none reconnects."""
-    figures = await pages_rig.node_cut_from_redis(pages=15, nodes=3, posters=4, outage=2.0)
+    figures = await pages_rig.node_cut_from_redis(pages=15, nodes=3, posters=4, outage=outage, node_timeout=node_timeout)
     print("node cut from redis, pages:", figures)
     assert (figures["lost"], figures["duplicated"], figures["extra"]) == (0, 0, 0), figures
     # Acknowledged pushes that node 1's pages could not get live: only the catch-up brings them.
