@@ -14,6 +14,7 @@ benchmark's ``faults`` item (larger, reported).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import tempfile
@@ -216,11 +217,11 @@ async def node_cut_from_redis(
     flags = ("--redis-prefix", "faults:", "--node-timeout", str(node_timeout))
     servers = [PushServerProcess("--redis-url", link.url if i == 1 else redis.url, *flags) for i in range(nodes)]
     try:
-        for server in servers:
-            server.start()
+        with concurrent.futures.ThreadPoolExecutor(nodes) as pool:
+            list(pool.map(lambda server: server.start(), servers))
         with web_app(servers[0]) as live:
             async with open_room(live, servers, pages) as (opened, room_id):
-                cut_off = [page for page in opened[1::nodes]]
+                cut_off = opened[1::nodes]
                 posting = Posters(opened[:posters], opened, interval).start()
                 try:
                     await posting.until(10)
