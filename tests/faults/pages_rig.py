@@ -209,9 +209,13 @@ async def redis_restarted_empty(
 
 async def node_cut_from_redis(
     pages: int = 15, nodes: int = 3, posters: int = 4, outage: float = 2.0, interval: float = 0.2, after: int = 15,
-    node_timeout: float = 10.0,
+    node_timeout: float = 10.0, reaped: bool = False,
 ) -> dict[str, Any]:
-    """Node 1 alone loses Redis for ``outage`` s (its link cut) while node 0, the web app's, keeps it; posts throughout."""
+    """Node 1 alone loses Redis for ``outage`` s (its link cut) while node 0, the web app's, keeps it; posts throughout.
+
+    ``reaped``: keep the link cut (at least ``outage`` s) until the others
+    have counted node 1 dead and departed its clients.
+    """
     redis = RedisServer().start()
     link = RedisLink(redis.port).mend()
     flags = ("--redis-prefix", "faults:", "--node-timeout", str(node_timeout))
@@ -229,6 +233,9 @@ async def node_cut_from_redis(
                     await until(lambda: all("redis_lost" in page.resyncs for page in cut_off), "node 1's pages told", SETTLE)
                     during = len(posting.said)
                     await asyncio.sleep(outage)
+                    if reaped:
+                        group = f"room:{room_id}"
+                        await until_whole(servers[:1], pages - len(cut_off), timeout=node_timeout * 3 + SETTLE, group=group)
                     statuses_during = Counter(posting.status_of[m["id"]] for m in posting.said[during:])
                     link.mend()
                     mended = time.monotonic()
@@ -241,6 +248,8 @@ async def node_cut_from_redis(
                 return _figures(
                     opened, posting, counted, nodes=nodes, say_statuses_while_cut=dict(statuses_during),
                     cut_off_pages=len(cut_off), seconds_to_whole=round(seconds, 2),
+                    # Pages of the other nodes told redis_restored (their nodes answered 503 while node 1 wrote back).
+                    others_told=sum(1 for page in opened if page not in cut_off and "redis_restored" in page.resyncs),
                 )
     finally:
         for server in servers:

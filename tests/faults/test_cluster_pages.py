@@ -41,17 +41,21 @@ async def test_redis_restarted_empty_under_pages_posting_through_the_web_app() -
 
 
 @pytest.mark.parametrize(
-    "node_timeout, outage", [(10.0, 2.0), (2.0, 4.0)], ids=["within-its-lease", "reaped-meanwhile"]
+    "node_timeout, outage, reaped", [(10.0, 2.0, False), (2.0, 2.0, True)], ids=["within-its-lease", "reaped-meanwhile"]
 )
-async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets(node_timeout: float, outage: float) -> None:
+async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets(node_timeout: float, outage: float, reaped: bool) -> None:
     """Node 1 loses Redis while the web app's node keeps it (/say answers 201): node 1's pages get resync and catch up, 0 lost, none reconnects."""
-    figures = await pages_rig.node_cut_from_redis(pages=15, nodes=3, posters=4, outage=outage, node_timeout=node_timeout)
+    figures = await pages_rig.node_cut_from_redis(
+        pages=15, nodes=3, posters=4, outage=outage, node_timeout=node_timeout, reaped=reaped
+    )
     print("node cut from redis, pages:", figures)
     assert (figures["lost"], figures["duplicated"], figures["extra"]) == (0, 0, 0), figures
     # Acknowledged pushes that node 1's pages could not get live: only the catch-up brings them.
     assert figures["say_statuses_while_cut"].get(201, 0) > 0, figures
     assert figures["not_pushed"] > 0, figures
     assert figures["reconnected"] == 0, figures
+    # Reaped, node 1 comes back to write its clients again: every node answers 503 until it has, then tells its pages.
+    assert figures["others_told"] == (10 if reaped else 0), figures
 
 
 def _dom_ids(page: Any) -> list[int]:
