@@ -160,6 +160,9 @@ class RedisBackend(Backend):
         self._known: list[str] = []
         #: True from a lost connection until the clients are told it is restored.
         self._owe_restored = False
+        #: True once this node refused a push since it last served: the pages of
+        #: other nodes, which may have caught up already, must hear of it.
+        self._refused = False
         self._ready = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         #: Reapings of dead nodes, cancelled at stop.
@@ -176,6 +179,7 @@ class RedisBackend(Backend):
                 "c": self._on_clients, "u": self._on_uids, "g": self._on_groups, "a": self._on_all,
                 "W": self._on_not_whole, "w": lambda h, p: self._gate_changed.set(), "H": self._on_holder,
                 "R": lambda h, p: self._known.remove(h[0]) if h[0] in self._known else None,
+                "r": self._on_refused,
                 "L": self._on_leave, "k": self._on_close,
                 "b": lambda h, p: self.mirror.bind(h[0], h[1]), "B": lambda h, p: self.mirror.unbind(h[0]),
                 "j": lambda h, p: self.mirror.join(h[0], h[1]), "l": lambda h, p: self.mirror.leave(h[0], h[1]),
@@ -422,6 +426,27 @@ class RedisBackend(Backend):
         if self._owe_restored:
             self._owe_restored = False
             self.connections.send_all(RESYNC_RESTORED)
+        if self._refused:
+            # Pushes this node refused reached no other node's pages, and those
+            # nodes may have told their pages "restored" before (or never lost
+            # Redis at all): ask every node to tell its pages now, after them.
+            self._refused = False
+            self._spawn(self._announce_refused())
+
+    async def _announce_refused(self) -> None:
+        try:
+            await self._internal_command("PUBLISH", self._all_channel, b"r" + _header([self.node_id]) + b"\n")
+        except (BackendUnavailable, RedisError, OSError):
+            self._refused = True  # told at the next return instead
+
+    def _on_refused(self, header: Any, _payload: bytes) -> None:
+        """Another node refused pushes while it was not serving: this node's pages catch up (now, or once it serves)."""
+        if header[0] == self.node_id:
+            return
+        if self.up:
+            self.connections.send_all(RESYNC_RESTORED)
+        else:
+            self._owe_restored = True
 
     async def _listen(self, pubsub: Any) -> None:
         read = pubsub.parse_response
@@ -633,6 +658,7 @@ class RedisBackend(Backend):
         waiting to be whole nothing is delivered: the push is refused as a
         whole, so a retry after the wait delivers it once.
         """
+        self._refused = True
         if self._linked:
             return self._unavailable()
         return BackendUnavailable(f"Redis is unreachable: delivered to this node's clients only ({deliver()})")
@@ -673,6 +699,7 @@ class RedisBackend(Backend):
             return
         if not self.up:
             if node != self.node_id:
+                self._refused = True
                 raise self._unavailable()
             self.connections.send(client_id, frame)
             return

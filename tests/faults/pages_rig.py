@@ -209,46 +209,50 @@ async def redis_restarted_empty(
 
 async def node_cut_from_redis(
     pages: int = 15, nodes: int = 3, posters: int = 4, outage: float = 2.0, interval: float = 0.2, after: int = 15,
-    node_timeout: float = 10.0, reaped: bool = False,
+    node_timeout: float = 10.0, reaped: bool = False, cut: int = 1,
 ) -> dict[str, Any]:
-    """Node 1 alone loses Redis for ``outage`` s (its link cut) while node 0, the web app's, keeps it; posts throughout.
+    """Node ``cut`` alone loses Redis for ``outage`` s (its link cut) while the others keep it; posts through node 0's web app.
 
     ``reaped``: keep the link cut (at least ``outage`` s) until the others
-    have counted node 1 dead and departed its clients.
+    have counted the node dead and departed its clients. ``after=0``: posting
+    stops before the link heals, so no later message can reveal a gap.
     """
     redis = RedisServer().start()
     link = RedisLink(redis.port).mend()
     flags = ("--redis-prefix", "faults:", "--node-timeout", str(node_timeout))
-    servers = [PushServerProcess("--redis-url", link.url if i == 1 else redis.url, *flags) for i in range(nodes)]
+    servers = [PushServerProcess("--redis-url", link.url if i == cut else redis.url, *flags) for i in range(nodes)]
     try:
         with concurrent.futures.ThreadPoolExecutor(nodes) as pool:
             list(pool.map(lambda server: server.start(), servers))
         with web_app(servers[0]) as live:
             async with open_room(live, servers, pages) as (opened, room_id):
-                cut_off = opened[1::nodes]
+                cut_off = opened[cut::nodes]
                 posting = Posters(opened[:posters], opened, interval).start()
                 try:
                     await posting.until(10)
                     link.cut()
-                    await until(lambda: all("redis_lost" in page.resyncs for page in cut_off), "node 1's pages told", SETTLE)
+                    await until(lambda: all("redis_lost" in page.resyncs for page in cut_off), "the cut node's pages told", SETTLE)
                     during = len(posting.said)
                     await asyncio.sleep(outage)
                     if reaped:
                         group = f"room:{room_id}"
                         await until_whole(servers[:1], pages - len(cut_off), timeout=node_timeout * 3 + SETTLE, group=group)
+                    if not after:
+                        await posting.finish()
                     statuses_during = Counter(posting.status_of[m["id"]] for m in posting.said[during:])
                     link.mend()
                     mended = time.monotonic()
                     await until(lambda: all(page.resyncs[-1:] == ["redis_restored"] for page in cut_off), "restored", SETTLE * 2)
                     seconds = time.monotonic() - mended
-                    await posting.until(len(posting.said) + after)
+                    if after:
+                        await posting.until(len(posting.said) + after)
                 finally:
                     await posting.finish()
                 counted = await tally(opened, posting.said, SETTLE)
                 return _figures(
                     opened, posting, counted, nodes=nodes, say_statuses_while_cut=dict(statuses_during),
                     cut_off_pages=len(cut_off), seconds_to_whole=round(seconds, 2),
-                    # Pages of the other nodes told redis_restored (their nodes answered 503 while node 1 wrote back).
+                    # Pages of the other nodes told redis_restored (their nodes, or the cut one, refused pushes meanwhile).
                     others_told=sum(1 for page in opened if page not in cut_off and "redis_restored" in page.resyncs),
                 )
     finally:

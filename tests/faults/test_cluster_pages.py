@@ -58,6 +58,17 @@ async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets(node_tim
     assert figures["others_told"] == (10 if reaped else 0), figures
 
 
+async def test_pages_of_other_nodes_hear_of_pushes_the_web_apps_node_refused_while_cut_from_redis() -> None:
+    """The web app's own node loses Redis (/say answers 502, its own pages only), nothing posted after: every other node's page shows every message."""
+    figures = await pages_rig.node_cut_from_redis(pages=15, nodes=3, posters=4, outage=2.0, cut=0, after=0)
+    print("web app's node cut from redis, pages:", figures)
+    assert (figures["lost"], figures["duplicated"], figures["extra"]) == (0, 0, 0), figures
+    assert figures["say_statuses_while_cut"].get(502, 0) > 0, figures
+    # Nodes 1 and 2 never lost Redis: only node 0's note, once it is back, makes them tell their pages.
+    assert figures["others_told"] == 10, figures
+    assert figures["reconnected"] == 0, figures
+
+
 def _dom_ids(page: Any) -> list[int]:
     return [int(value) for value in page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")]
 
