@@ -34,7 +34,9 @@ How it fits together (docs/cluster.md has the picture):
 - **Pages are told.** A node that loses Redis sends its own clients
   ``{"type":"resync","reason":"redis_lost"}`` (pushes from other nodes may be
   lost meanwhile), and ``"redis_restored"`` once its state is written back and
-  the cluster answers again: the page catches up without reconnecting.
+  the cluster answers again: the page catches up without reconnecting. A node
+  that refused pushes meanwhile asks every node, once it serves again, to send
+  ``"redis_restored"`` too (an ``r`` note): those pushes reached no other page.
 """
 
 from __future__ import annotations
