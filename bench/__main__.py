@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         log("faults: delivery under faults, counted (webchat only)")
         from bench.faults import run_faults
 
-        results["faults"] = run_faults(cfg.faults_pages, cfg.faults_messages, log)
+        results["faults"] = run_faults(cfg.faults_pages, cfg.faults_messages, log, cfg.faults_web_pages)
     for system in systems:
         out = results["systems"][system]
         if "core" in items:

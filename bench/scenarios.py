@@ -56,6 +56,7 @@ class Config:
     floor_calls: int
     faults_pages: int = 500        # faults item: pages over 3 nodes
     faults_messages: int = 600     # faults item: numbered messages of the node-kill stream
+    faults_web_pages: int = 300    # faults item: pages of the end-to-end scenario (web app + pages)
 
 
 FULL = Config(idle=(5000, 10000), groups=(1000, 5000), burst_frames=200_000, paced_count=200, paced_interval=0.05,
@@ -65,7 +66,7 @@ FULL = Config(idle=(5000, 10000), groups=(1000, 5000), burst_frames=200_000, pac
 QUICK = Config(idle=(200, 400), groups=(50, 200), burst_frames=4_000, paced_count=20, paced_interval=0.02,
                paced_max_seconds=3, stall_group=50, api_seconds=0.3, batch_size=100, say_members=5, say_count=10,
                cluster_nodes=2, cluster_connections=400, cluster_messages=2, settle=0.3, floor_calls=20_000,
-               faults_pages=30, faults_messages=150)
+               faults_pages=30, faults_messages=150, faults_web_pages=24)
 
 
 def percentile(values: list[float], q: float) -> float:

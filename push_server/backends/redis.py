@@ -34,7 +34,9 @@ How it fits together (docs/cluster.md has the picture):
 - **Pages are told.** A node that loses Redis sends its own clients
   ``{"type":"resync","reason":"redis_lost"}`` (pushes from other nodes may be
   lost meanwhile), and ``"redis_restored"`` once its state is written back and
-  the cluster answers again: the page catches up without reconnecting.
+  the cluster answers again: the page catches up without reconnecting. A node
+  that refused pushes meanwhile asks every node, once it serves again, to send
+  ``"redis_restored"`` too (an ``r`` note): those pushes reached no other page.
 """
 
 from __future__ import annotations
@@ -164,6 +166,9 @@ class RedisBackend(Backend):
         self._known: list[str] = []
         #: True from a lost connection until the clients are told it is restored.
         self._owe_restored = False
+        #: True once this node refused a push since it last served: the pages of
+        #: other nodes, which may have caught up already, must hear of it.
+        self._refused = False
         self._ready = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         #: Reapings of dead nodes, cancelled at stop.
@@ -181,6 +186,7 @@ class RedisBackend(Backend):
                 "c": self._on_clients, "u": self._on_uids, "g": self._on_groups, "a": self._on_all,
                 "W": self._on_not_whole, "w": lambda h, p: self._gate_changed.set(), "H": self._on_holder,
                 "R": lambda h, p: self._known.remove(h[0]) if h[0] in self._known else None,
+                "r": self._on_refused,
                 "L": self._on_leave, "k": self._on_close,
                 "b": lambda h, p: self.mirror.bind(h[0], h[1]), "B": lambda h, p: self.mirror.unbind(h[0]),
                 "j": lambda h, p: self.mirror.join(h[0], h[1]), "l": lambda h, p: self.mirror.leave(h[0], h[1]),
@@ -398,10 +404,16 @@ class RedisBackend(Backend):
         raise BackendUnavailable("Redis is in another epoch")
 
     def _on_not_whole(self, _header: Any, _payload: bytes) -> None:
-        """A node found its state lost and is writing it back: answer 503 until it has."""
+        """A node found its state lost and is writing it back: answer 503 until it has.
+
+        Pushes refused meanwhile (here or on any node) reach nobody, and a page
+        hears of a stored message only from the next one in its conversation;
+        so this node owes its clients "redis_restored" too, once whole again.
+        """
         if self._whole:
             log.warning("a node is writing its clients back; answering 503 until the cluster is whole")
         self._whole = False
+        self._owe_restored = True
         self._gate_changed.set()
 
     def _on_holder(self, header: Any, _payload: bytes) -> None:
@@ -421,6 +433,27 @@ class RedisBackend(Backend):
         if self._owe_restored:
             self._owe_restored = False
             self.connections.send_all(RESYNC_RESTORED)
+        if self._refused:
+            # Pushes this node refused reached no other node's pages, and those
+            # nodes may have told their pages "restored" before (or never lost
+            # Redis at all): ask every node to tell its pages now, after them.
+            self._refused = False
+            self._spawn(self._announce_refused())
+
+    async def _announce_refused(self) -> None:
+        try:
+            await self._internal_command("PUBLISH", self._all_channel, b"r" + _header([self.node_id]) + b"\n")
+        except (BackendUnavailable, RedisError, OSError):
+            self._refused = True  # told at the next return instead
+
+    def _on_refused(self, header: Any, _payload: bytes) -> None:
+        """Another node refused pushes while it was not serving: this node's pages catch up (now, or once it serves)."""
+        if header[0] == self.node_id:
+            return
+        if self.up:
+            self.connections.send_all(RESYNC_RESTORED)
+        else:
+            self._owe_restored = True
 
     async def _listen(self, pubsub: Any) -> None:
         read = pubsub.parse_response
@@ -650,6 +683,7 @@ class RedisBackend(Backend):
         waiting to be whole nothing is delivered: the push is refused as a
         whole, so a retry after the wait delivers it once.
         """
+        self._refused = True
         if self._linked:
             return self._unavailable()
         return BackendUnavailable(f"Redis is unreachable: delivered to this node's clients only ({deliver()})")
@@ -690,6 +724,7 @@ class RedisBackend(Backend):
             return
         if not self.up:
             if node != self.node_id:
+                self._refused = True
                 raise self._unavailable()
             self.connections.send(client_id, frame)
             return

@@ -278,10 +278,13 @@ elseif op == 'renew' then
   -- The lease; {1 when the node was not in `nodes` (it was reaped, or Redis
   -- lost everything: the node reconnects and writes its state back), the
   -- nodes to remember}. A node still awaited keeps its deadline a lease ahead.
+  -- A missing node is not added back here: 'join' must see it missing, so
+  -- that a reaped node holding clients is awaited (503) while it writes them back.
   local node = ARGV[3]
+  if redis.call('SISMEMBER', P .. 'nodes', node) == 0 then return {1, holders()} end
   redis.call('SET', P .. 'lease:' .. node, '1', 'PX', ARGV[4])
   redis.call('ZADD', P .. 'waiting', 'XX', now_ms() + tonumber(ARGV[4]), node)
-  return {redis.call('SADD', P .. 'nodes', node), holders()}
+  return {0, holders()}
 
 elseif op == 'join' then
   -- A node (re)connecting. ARGV[3] node, [4] lease ms, [5] the epoch it last

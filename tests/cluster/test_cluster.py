@@ -366,6 +366,8 @@ async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_serve
     # Its pages missed the pushes made while it was counted dead: they are told to catch up.
     assert await alice.json() == LOST
     assert await alice.json(timeout=NODE_TIMEOUT * 3) == RESTORED
+    # B answered 503 while A wrote its clients back (pushes refused): its pages catch up too.
+    assert await bob.json() == RESTORED
     assert await call(b, "get_uid_by_client_id", alice.client_id) == "alice"
     await call(b, "send_to_group", "room", "welcome back")
     assert await alice.text() == "welcome back"

@@ -168,3 +168,38 @@ async def test_a_node_stopped_cleanly_is_not_awaited(own_redis: RedisServer, pre
     assert await alice.json() == LOST
     assert await alice.json(timeout=TIMEOUT) == RESTORED
     assert await call(a, "get_client_count_by_group", "room") == 1
+
+
+async def _next_resync(page: Any, timeout: float) -> Any:
+    """The next resync frame ``page`` receives, skipping others (leave signals); fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await page.json(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(frame, dict) and frame.get("type") == "resync":
+            return frame
+
+
+async def test_nodes_that_answered_503_for_a_late_node_tell_their_pages_once_whole(
+    own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
+    """Node C frozen past its lease (reaped) comes back: A and B answer 503 until C has written back, then send their pages redis_restored."""
+    a, b, c = nodes(own_redis, prefix, 3, node_timeout=NODE_TIMEOUT)
+    pages = [await browsers(server) for server in (a, b, c)]
+    for page in pages:
+        await call(a, "join_group", page.client_id, "room")
+    assert c.process is not None
+    c.process.send_signal(signal.SIGSTOP)
+    try:
+        async def reaped() -> bool:
+            return await _count_or_error(a) == 2
+
+        await eventually(reaped, timeout=NODE_TIMEOUT * 3 + TIMEOUT)
+    finally:
+        c.process.send_signal(signal.SIGCONT)
+    # C finds itself reaped and writes its clients back; A and B refuse every push meanwhile
+    # (a message stored then was pushed to nobody), so their pages must catch up too.
+    assert await _next_resync(pages[2], TIMEOUT * 2) == LOST
+    assert await _next_resync(pages[2], TIMEOUT * 2) == RESTORED
+    for page in pages[:2]:
+        assert await _next_resync(page, TIMEOUT * 2) == RESTORED
+    assert await _count_or_error(b) == 3

@@ -13,11 +13,12 @@ import asyncio
 import json
 import random
 import re
-from typing import Any
+import time
+from typing import Any, Iterable
 
 import aiohttp
 
-__all__ = ["Delivery", "Page"]
+__all__ = ["Delivery", "Page", "until", "visible", "tally"]
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -185,6 +186,10 @@ class Page:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._bind_task: asyncio.Task[None] | None = None
         self.room_id = 0
+        #: The reasons of the resync frames received, in order.
+        self.resyncs: list[str] = []
+        #: Ids of the chat messages that arrived as pushed frames (the others came from history or our own answers).
+        self.pushed: set[int] = set()
 
     async def register(self) -> Page:
         async with self.http.get(self.web_url + "/login") as answer:
@@ -255,8 +260,11 @@ class Page:
             self._bind_task = asyncio.get_running_loop().create_task(self._bind(ws, frame["client_id"]))
             return True
         if kind in ("all", "to"):
+            if isinstance(frame.get("id"), int):
+                self.pushed.add(frame["id"])
             self.delivery.receive_live(frame)
         elif kind == "resync":
+            self.resyncs.append(str(frame.get("reason")))
             self.delivery.catch_up()
         elif kind == "ping":
             await ws.send_str(json.dumps({"type": "pong"}))
@@ -307,3 +315,39 @@ class Page:
         if self.delivery is not None and self.delivery.running is not None:
             self.delivery.running.cancel()
         await self.http.close()
+
+
+async def until(condition: Any, what: str, timeout: float) -> None:
+    """Wait for ``condition()`` to hold, checking as the pages work; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} after {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+def visible(page: Page, said: Iterable[dict[str, Any]]) -> set[int]:
+    """The ids ``page`` may see: every public message and the private ones it is a party to."""
+    return {m["id"] for m in said if m["type"] == "all" or page.uid in (m["uid"], m.get("to_uid"))}
+
+
+async def tally(pages: list[Page], said: list[dict[str, Any]], timeout: float) -> dict[str, int]:
+    """Wait until every page holds what it may see and is idle (or ``timeout``); then count every (page, message) pair.
+
+    ``lost``: pairs never shown; ``duplicated``: extra showings; ``extra``:
+    messages shown to a page that may not see them (always a fault).
+    """
+
+    def whole() -> bool:
+        return all(visible(page, said) <= set(page.shown) and page.delivery and page.delivery.idle for page in pages)
+
+    try:
+        await until(whole, "every message on every page", timeout)
+    except AssertionError:
+        pass  # counted below: the numbers say what is missing
+    return {
+        "pairs": sum(len(visible(page, said)) for page in pages),
+        "lost": sum(len(visible(page, said) - set(page.shown)) for page in pages),
+        "duplicated": sum(times - 1 for page in pages for times in page.shown.values()),
+        "extra": sum(len(set(page.shown) - visible(page, said)) for page in pages),
+    }

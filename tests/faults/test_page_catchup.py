@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import pytest
 from playwright.sync_api import expect
@@ -21,7 +20,7 @@ from tests.servers import TIMEOUT, free_port
 from tests.web_app.live import HttpUser, Live, LiveServer, make_app
 
 from .conftest import WAIT_MS, Windows
-from .page import Page
+from .page import Page, tally, until, visible
 
 DATABASES = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 #: Pages have to wait out a restart and their reconnect backoff.
@@ -44,35 +43,17 @@ async def _pages(live: Live, count: int, room_id: int | None = None) -> tuple[li
 
 
 async def _until(condition: Any, what: str, timeout: float = SETTLE) -> None:
-    """Wait for ``condition()`` to hold, checking as the pages work; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {timeout} s")
-        await asyncio.sleep(0.02)
+    await until(condition, what, timeout)
 
 
-def _expected(page: Page, said: Iterable[dict[str, Any]]) -> set[int]:
-    """The ids ``page`` may see: every public message and the private ones it is a party to."""
-    return {m["id"] for m in said if m["type"] == "all" or page.uid in (m["uid"], m.get("to_uid"))}
+_expected = visible
 
 
 async def _count(pages: list[Page], said: list[dict[str, Any]]) -> tuple[int, int, int]:
     """Wait until every page holds what it should (or time runs out); then (lost, duplicated, pairs)."""
-
-    def whole() -> bool:
-        return all(_expected(page, said) <= set(page.shown) and page.delivery and page.delivery.idle for page in pages)
-
-    try:
-        await _until(whole, "every message on every page")
-    except AssertionError:
-        pass  # counted below, with the numbers in the failure
-    pairs = sum(len(_expected(page, said)) for page in pages)
-    lost = sum(len(_expected(page, said) - set(page.shown)) for page in pages)
-    duplicated = sum(times - 1 for page in pages for times in page.shown.values())
-    extra = sum(len(set(page.shown) - _expected(page, said)) for page in pages)
-    assert extra == 0, f"{extra} messages shown to pages that may not see them"
-    return lost, duplicated, pairs
+    figures = await tally(pages, said, SETTLE)
+    assert figures["extra"] == 0, f"{figures['extra']} messages shown to pages that may not see them"
+    return figures["lost"], figures["duplicated"], figures["pairs"]
 
 
 @pytest.fixture

@@ -125,14 +125,17 @@ _names = count(1)
 class Live:
     """The push server and the web app, both for real, wired together; and a way to make users."""
 
-    def __init__(self, push: PushServerProcess, instance: Path, database_url: str | None, **config: Any) -> None:
+    def __init__(
+        self, push: PushServerProcess, instance: Path, database_url: str | None, ws_url: str | None = None, **config: Any
+    ) -> None:
+        """``ws_url``: where pages connect, if not to ``push`` (another node of its cluster); ``config``: app settings."""
         self.push = push
         app = make_app(
             instance,
             database_url,
             PUSH_API_URL=push.api_url,
             PUSH_SECRET=push.secret,
-            PUSH_WS_URL=push.ws_url,
+            PUSH_WS_URL=ws_url or push.ws_url,
             **config,
         )
         self.web = LiveServer(app)
