@@ -153,7 +153,9 @@ class AsyncPushClient(
             except PushRequestError as refused:
                 if not (prepared.auto_key and _core.refuses_keys(refused)):
                     raise
-                log.warning("the push server at %s does not take idempotency keys; pushes are not retried", self.api_url)
+                log.warning(
+                    "the push server at %s does not take idempotency keys; pushes are not retried", self.api_url
+                )
                 self._keys = False
                 prepared = _core.without_key(prepared)
 

@@ -149,8 +149,10 @@ def read_result(prepared: Prepared, answer: dict[str, Any]) -> Any:
 
 def refuses_keys(error: PushRequestError) -> bool:
     """Whether the server refused a request for carrying an idempotency key it does not know."""
-    return error.status == 400 and error.code == push_protocol.ErrorCode.INVALID_ARGUMENT and (
-        error.message.startswith(KEY + ":")
+    return (
+        error.status == 400
+        and error.code == push_protocol.ErrorCode.INVALID_ARGUMENT
+        and (error.message.startswith(KEY + ":"))
     )
 
 

@@ -209,7 +209,9 @@ def init_errors(app: Flask) -> None:
             if status < 400:
                 return error
             response = error.get_response()
-            body, status = _error_page(status, _MESSAGES.get(status, error.description or ""), _TITLES.get(status, error.name))
+            body, status = _error_page(
+                status, _MESSAGES.get(status, error.description or ""), _TITLES.get(status, error.name)
+            )
             response.set_data(body)
             response.mimetype = "text/html"
             return response

@@ -48,7 +48,17 @@ from .models import Base, get_db
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "Rule", "RateCount", "init_limits", "rate_limited", "enforce", "would_exceed", "hit", "settings_from_env"]
+__all__ = [
+    "DEFAULTS",
+    "Rule",
+    "RateCount",
+    "init_limits",
+    "rate_limited",
+    "enforce",
+    "would_exceed",
+    "hit",
+    "settings_from_env",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -176,7 +186,9 @@ def _count_in_database(key: str, window: int, increment: int) -> int:
             rule_name = key.split(":", 1)[0]
             with engine.begin() as conn:
                 conn.execute(
-                    RateCount.__table__.delete().where(RateCount.key.startswith(f"{rule_name}:"), RateCount.window < window)
+                    RateCount.__table__.delete().where(
+                        RateCount.key.startswith(f"{rule_name}:"), RateCount.window < window
+                    )
                 )
     with engine.begin() as conn:
         if not increment:

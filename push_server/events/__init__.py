@@ -36,7 +36,11 @@ def make_events(config: Config, backend: Backend) -> Events | None:
         from .redis import RedisEventStore
 
         store: object = RedisEventStore(
-            config.redis_url, config.redis_prefix, config.events_queue_max, config.offline_grace, config.node_timeout * 2
+            config.redis_url,
+            config.redis_prefix,
+            config.events_queue_max,
+            config.offline_grace,
+            config.node_timeout * 2,
         )
         node = str(getattr(backend, "node_id"))
     else:

@@ -120,7 +120,10 @@ class ConnectionLimits:
         if now - self._last_log >= 1.0:
             log.warning(
                 "connection limit reached (%d open, node limit %d, per address %s): refused %d connection(s) since the last such line",
-                self.open, self.max_total, self.max_per_ip or "off", self._refused,
+                self.open,
+                self.max_total,
+                self.max_per_ip or "off",
+                self._refused,
             )
             self._last_log = now
             self._refused = 0

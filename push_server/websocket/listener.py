@@ -88,7 +88,10 @@ class ListenerContext:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         log.warning(
             "open-files limit: refused %d WebSocket connection(s) (%d open; RLIMIT_NOFILE %d, %d kept free); raise LimitNOFILE / ulimit -n",
-            self.refused, len(self.connections.accepted), soft, FD_RESERVE,
+            self.refused,
+            len(self.connections.accepted),
+            soft,
+            FD_RESERVE,
         )
         self.refused = 0
         self._refusal_report = self.loop.call_later(1.0, self._report_refusals)

@@ -93,6 +93,7 @@ class Receiver:
 
     async def wait_for(self, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
         """Wait until ``check()`` (over the events so far) is truthy; fail after ``timeout``."""
+
         async def until() -> Any:
             async with self._changed:
                 while not (result := check()):
@@ -102,7 +103,9 @@ class Receiver:
         try:
             return await asyncio.wait_for(until(), timeout)
         except asyncio.TimeoutError:
-            raise AssertionError(f"not received within {timeout}s; got {[(e['type'], e.get('uid') or e.get('group')) for e in self.unique()]}") from None
+            raise AssertionError(
+                f"not received within {timeout}s; got {[(e['type'], e.get('uid') or e.get('group')) for e in self.unique()]}"
+            ) from None
 
     async def wait_event(self, kind: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         """The first event of ``kind`` with these fields, waiting for it."""

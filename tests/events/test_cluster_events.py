@@ -77,7 +77,9 @@ async def test_survivor_sends_a_killed_nodes_events(
     await receiver.wait_for(lambda: len(receiver.of("uid_online")) == 3)
     doomed.kill()
     for number, browser in enumerate(victims):
-        closed = await receiver.wait_event("client_closed", client_id=browser.client_id, timeout=NODE_TIMEOUT * 3 + TIMEOUT)
+        closed = await receiver.wait_event(
+            "client_closed", client_id=browser.client_id, timeout=NODE_TIMEOUT * 3 + TIMEOUT
+        )
         assert (closed["uid"], closed["groups"], closed["session"]) == (f"w{number}", ["doomed-room"], {"n": number})
     await receiver.wait_event("group_vacated", group="doomed-room")
     for number in range(3):

@@ -80,7 +80,9 @@ def test_flooding_client_is_counted_as_dropped() -> None:
         while read_frame(sock)[0] != 0x8:
             pass
         sock.close()
-        wait_until(lambda: metric(node.api_url, "push_clients_dropped_total", reason="flood") == 1, what="flood counted")
+        wait_until(
+            lambda: metric(node.api_url, "push_clients_dropped_total", reason="flood") == 1, what="flood counted"
+        )
 
 
 def test_healthz_follows_redis() -> None:
@@ -96,7 +98,11 @@ def test_healthz_follows_redis() -> None:
             wait_until(lambda: health() == 200, timeout=TIMEOUT * 4, what="200 after Redis is back")
             assert metric(node.api_url, "push_redis_round_trips_total") > 0
             # A lease is renewed every third of the node timeout: wait for one.
-            wait_until(lambda: metric(node.api_url, "push_lease_renewals_total") > 0, timeout=TIMEOUT * 3, what="a lease renewal")
+            wait_until(
+                lambda: metric(node.api_url, "push_lease_renewals_total") > 0,
+                timeout=TIMEOUT * 3,
+                what="a lease renewal",
+            )
 
 
 def test_slow_client_is_counted_as_dropped() -> None:

@@ -62,7 +62,9 @@ async def test_rolling_restart_refuses_no_connection() -> None:
                     message = await client.ws.receive(timeout=TIMEOUT * 4)
                     while message.type == aiohttp.WSMsgType.TEXT:
                         message = await client.ws.receive(timeout=TIMEOUT * 4)
-                    codes.append(message.data if message.type == aiohttp.WSMsgType.CLOSE else (message.type, message.data))
+                    codes.append(
+                        message.data if message.type == aiohttp.WSMsgType.CLOSE else (message.type, message.data)
+                    )
                 rolling = False
                 await prober
                 assert codes == [1001] * CLIENTS

@@ -451,6 +451,8 @@ async def test_an_idempotency_key_is_claimed_only_by_a_valid_request(server: Any
     args = {"client_id": browser.client_id, "message": {"text": "applied"}, "idempotency_key": key}
     await call(signed_call, server, path, args)
     assert (await browser.receive()).data == "applied"
+
+
 # -- idempotency keys and nodes through both clients --------------------------------------
 
 

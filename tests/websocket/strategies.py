@@ -9,7 +9,27 @@ from hypothesis import strategies as st
 from .test_frames import client_frame
 
 #: Close codes worth trying: valid ones, reserved ones, out of range.
-CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999, 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
+CLOSE_CODES = [
+    1000,
+    1001,
+    1002,
+    1003,
+    1007,
+    1011,
+    1014,
+    3000,
+    4999,
+    0,
+    999,
+    1004,
+    1005,
+    1006,
+    1015,
+    1016,
+    2999,
+    5000,
+    65535,
+]
 
 
 @st.composite
