@@ -130,10 +130,8 @@ def status() -> dict[str, Any]:
         online_users = None
     rooms = get_db().scalars(select(Room).order_by(Room.id.desc()).limit(LOBBY_LIMIT)).all()
     counts = online_counts([room.id for room in rooms]) or {}
-    by_members = sorted(
-        ({"id": room.id, "name": room.name, "members": counts.get(room.id, 0)} for room in rooms),
-        key=lambda room: (-int(room["members"]), room["name"]),
-    )[:TOP_ROOMS]
+    busiest = sorted(rooms, key=lambda room: (-counts.get(room.id, 0), room.name))[:TOP_ROOMS]
+    by_members = [{"id": room.id, "name": room.name, "members": counts.get(room.id, 0)} for room in busiest]
     return {
         "time": time.time(),
         "nodes": nodes,
