@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -28,7 +29,7 @@ from ._core import BatchBase, Lost, Prepared
 from ._exceptions import PushConnectionError, PushError, PushRequestError, PushTimeoutError
 from ._operations import Node, _Operations
 
-__all__ = ["AsyncPushClient", "AsyncBatch"]
+__all__ = ["AsyncBatch", "AsyncPushClient"]
 
 log = logging.getLogger(__name__)
 

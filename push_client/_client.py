@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -17,12 +18,12 @@ from ._http import Pool
 from ._operations import Node, _Operations
 
 __all__ = [
-    "PushClient",
-    "Batch",
-    "default_client",
     "DEFAULT_API_URL",
-    "DEFAULT_TIMEOUT",
     "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "Batch",
+    "PushClient",
+    "default_client",
 ]
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,12 @@ eight result types once and every method is typed right for it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, TypedDict, TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 import push_protocol
 
-__all__ = ["Node", "Uid", "Group"]
+__all__ = ["Group", "Node", "Uid"]
 
 Uid = str | int
 Group = str | int

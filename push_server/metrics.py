@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -45,8 +46,8 @@ __all__ = [
     "add_routes",
     "client_dropped",
     "handshake_refused",
-    "set_events_pending",
     "set_draining",
+    "set_events_pending",
 ]
 
 # -- counters for rare events (module-level: one process is one node) --------------------
@@ -246,7 +247,7 @@ async def _measure(
     # Paths outside the operations are one label ("other"), so a scanner
     # cannot grow the label set without bound.
     path = request.path
-    if path == METRICS_PATH or path == HEALTH_PATH:
+    if path in (METRICS_PATH, HEALTH_PATH):
         return await handler(request)
     operation = _OPERATION_NAMES.get(path, "other")
     started = time.perf_counter()

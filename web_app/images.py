@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["sniff_image_type", "EXTENSIONS"]
+__all__ = ["EXTENSIONS", "sniff_image_type"]
 
 #: The raster formats every browser shows. SVG is deliberately absent: it is a
 #: document that can carry scripts, not a picture.

@@ -95,7 +95,7 @@ class RedisEventStore(EventStore):
                 continue
             break
         counts: list[Counts] = []
-        for argv, reply in zip(argvs, replies):
+        for argv, reply in zip(argvs, replies, strict=True):
             if isinstance(reply, (RedisConnectionError, RedisTimeoutError, OSError)):
                 raise EventsUnavailable(f"Redis: {type(reply).__name__}: {reply}")
             if isinstance(reply, Exception):

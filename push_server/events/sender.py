@@ -24,7 +24,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp

@@ -7,12 +7,14 @@ between) may, byte by byte, so every branch of the client's reader runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -76,10 +78,8 @@ class ScriptedServer:
     def _serve(self, conn: socket.socket, index: int) -> None:
         with conn:
             conn.settimeout(TIMEOUT)
-            try:
+            with contextlib.suppress(OSError):
                 self.handle(conn, index)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.listener.close()
@@ -343,7 +343,7 @@ def test_push_that_timed_out_is_sent_again_with_the_same_key(scripted: Any, clie
     """A push whose answer timed out is sent once more with the same body, so the same idempotency key."""
 
     def handle(conn: socket.socket, index: int) -> None:
-        head, body, rest = read_request(conn)
+        _, body, rest = read_request(conn)
         bodies.append(body)
         if index == 0:
             read_request(conn, rest)  # no answer: the client times out
@@ -434,14 +434,13 @@ def test_batch_with_a_failed_operation(scripted: Any, client: Any) -> None:
     ).encode()
     handler = answering(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     push = client(scripted(handler))
-    with pytest.raises(PushUnavailableError) as raised:
-        with push.batch() as batch:
-            online = batch.is_uid_online(7)
-            count = batch.get_all_client_count()
+    with pytest.raises(PushUnavailableError) as raised, push.batch() as batch:
+        online = batch.is_uid_online(7)
+        count = batch.get_all_client_count()
     assert (raised.value.status, raised.value.code, raised.value.message) == (503, "unavailable", "down")
     assert count.value == 2
     with pytest.raises(PushUnavailableError):
-        online.value
+        _ = online.value
     # What went over the wire: the compact form, with the key the client made for the batch.
     sent = json.loads(handler.bodies[0])
     assert isinstance(sent.pop("idempotency_key"), str)
@@ -452,10 +451,9 @@ def test_batch_answer_that_does_not_match_is_an_error(scripted: Any, client: Any
     """A batch answer with the wrong number of results raises PushError rather than misassigning them."""
     body = b'{"results": [1], "errors": []}'
     server = scripted(answering(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body))
-    with pytest.raises(PushError):
-        with client(server).batch() as batch:
-            batch.get_all_client_count()
-            batch.get_all_uid_count()
+    with pytest.raises(PushError), client(server).batch() as batch:
+        batch.get_all_client_count()
+        batch.get_all_uid_count()
 
 
 def test_request_is_signed_for_the_path_without_the_prefix(scripted: Any, client: Any) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -208,7 +210,9 @@ async def test_redis_restarted_empty_is_refilled(
 
     await eventually(whole, timeout=30)
     for node in (a, b):
-        assert await eventually(lambda: call(node, "get_session", alice.client_id), timeout=5) == {"name": "Alice"}
+        assert await eventually(functools.partial(call, node, "get_session", alice.client_id), timeout=5) == {
+            "name": "Alice"
+        }
         assert await call(node, "get_client_id_by_uid", "alice") == [alice.client_id]
         assert sorted(await call(node, "get_all_client_id_list")) == sorted([alice.client_id, bob.client_id])
         assert await call(node, "get_uid_list_by_group", "room") == ["alice"]
@@ -315,7 +319,7 @@ async def test_a_dead_worker_is_replaced(
             return True
         return message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
-    alive = {b.client_id for b, ok in zip(opened, await asyncio.gather(*map(survives, opened))) if ok}
+    alive = {b.client_id for b, ok in zip(opened, await asyncio.gather(*map(survives, opened)), strict=True) if ok}
     assert len(alive) < len(opened), "the killed worker held none of the clients"
 
     async def reaped() -> bool:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
@@ -83,7 +82,7 @@ class SentinelSetup:
         return self
 
     def master_port_now(self) -> int:
-        host, port = redis.Redis(port=self.sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
+        _, port = redis.Redis(port=self.sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
         return int(port)
 
     def kill(self, name: str) -> None:

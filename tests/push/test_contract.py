@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest

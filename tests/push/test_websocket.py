@@ -41,7 +41,7 @@ def close_code(sock: socket.socket) -> int | None:
             opcode, payload = read_frame(sock)
             if opcode == 0x8:
                 return int(struct.unpack("!H", payload[:2])[0])
-    except (ConnectionError, socket.timeout):
+    except (TimeoutError, ConnectionError):
         return None
 
 
@@ -76,7 +76,7 @@ def server() -> Any:
 
 def test_other_paths_and_plain_http_are_refused(server: PushServerProcess) -> None:
     """Only /ws upgrades; any other path is 404 and a non-WebSocket request 426."""
-    sock, head = raw_handshake(server.ws_port, path="/elsewhere")
+    _sock, head = raw_handshake(server.ws_port, path="/elsewhere")
     assert head.startswith(b"HTTP/1.1 404")
     plain = socket.create_connection(("127.0.0.1", server.ws_port), timeout=TIMEOUT)
     plain.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -364,7 +364,7 @@ def test_pages_may_send_pongs_and_are_not_disturbed(server: PushServerProcess) -
     push = server.client()
     push.send_to_client(client_id, "still here")
     while True:
-        opcode, payload = read_frame(sock)
+        _, payload = read_frame(sock)
         if payload == b"still here":
             return
 
