@@ -85,7 +85,7 @@ def parse_redis_url(url: str) -> SentinelUrl | None:
 def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     scheme, sep, rest = url.partition("://")
-    userinfo, at, location = rest.rpartition("@")
+    _, at, location = rest.rpartition("@")
     return f"{scheme}{sep}{'***@' if at else ''}{location}"
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from push_server.__main__ import new_event_loop, parse_args  # noqa: E402
-from push_server.backends.memory import MemoryBackend  # noqa: E402
-from push_server.config import from_env  # noqa: E402
-from push_server.websocket import frames  # noqa: E402
-from push_server.websocket.connections import Connections  # noqa: E402
-from push_server.websocket.listener import ClientConnection, ListenerContext  # noqa: E402
+from push_server.__main__ import new_event_loop, parse_args
+from push_server.backends.memory import MemoryBackend
+from push_server.config import from_env
+from push_server.websocket import frames
+from push_server.websocket.connections import Connections
+from push_server.websocket.listener import ClientConnection, ListenerContext
 
 log = logging.getLogger("compliance.echo_server")
 

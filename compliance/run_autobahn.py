@@ -39,10 +39,14 @@ REQUIREMENTS = HERE / "requirements-autobahn.txt"
 #: largest case message is 16 MiB (9.1.6, 9.2.6), the most fragments 65,536
 #: (9.3.1), the most frames in a second many thousands (9.7, 9.8).
 RAISED_LIMITS = [
-    "--max-frame-bytes", str(16 * 1024 * 1024),
-    "--max-message-fragments", "1000000",
-    "--max-client-frames-per-second", "1000000",
-    "--max-pending-bytes", str(256 * 1024 * 1024),
+    "--max-frame-bytes",
+    str(16 * 1024 * 1024),
+    "--max-message-fragments",
+    "1000000",
+    "--max-client-frames-per-second",
+    "1000000",
+    "--max-pending-bytes",
+    str(256 * 1024 * 1024),
 ]
 
 
@@ -52,8 +56,12 @@ class Unavailable(Exception):
 
 def python2() -> str | None:
     """The Python 2.7 interpreter to build Autobahn's environment with, if any."""
-    candidates = [os.environ.get("AUTOBAHN_PYTHON2", ""), str(Path.home() / ".pyenv/versions/2.7.18/bin/python"),
-                  "/root/.pyenv/versions/2.7.18/bin/python", shutil.which("python2.7") or ""]
+    candidates = [
+        os.environ.get("AUTOBAHN_PYTHON2", ""),
+        str(Path.home() / ".pyenv/versions/2.7.18/bin/python"),
+        "/root/.pyenv/versions/2.7.18/bin/python",
+        shutil.which("python2.7") or "",
+    ]
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
@@ -68,9 +76,17 @@ def wstest() -> Path:
     HOME.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(HOME / "py3")], check=True, capture_output=True)
-        subprocess.run([str(HOME / "py3/bin/pip"), "install", "-q", "virtualenv<20.22"], check=True, capture_output=True)
-        subprocess.run([str(HOME / "py3/bin/virtualenv"), "-q", "-p", interpreter, str(HOME / "py27")], check=True, capture_output=True)
-        subprocess.run([str(HOME / "py27/bin/pip"), "install", "-q", "-r", str(REQUIREMENTS)], check=True, capture_output=True)
+        subprocess.run(
+            [str(HOME / "py3/bin/pip"), "install", "-q", "virtualenv<20.22"], check=True, capture_output=True
+        )
+        subprocess.run(
+            [str(HOME / "py3/bin/virtualenv"), "-q", "-p", interpreter, str(HOME / "py27")],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [str(HOME / "py27/bin/pip"), "install", "-q", "-r", str(REQUIREMENTS)], check=True, capture_output=True
+        )
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(HOME / "py27", ignore_errors=True)
         raise Unavailable(f"installing Autobahn failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
@@ -87,8 +103,11 @@ def run(limit_flags: list[str], outdir: Path, cases: list[str] | None = None) ->
     """Start the echo server with ``limit_flags``, run the fuzzingclient, return the report's cases."""
     command = wstest()
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(HERE / "echo_server.py"), "--port", str(port), *limit_flags],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "echo_server.py"), "--port", str(port), *limit_flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -97,7 +116,9 @@ def run(limit_flags: list[str], outdir: Path, cases: list[str] | None = None) ->
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"echo server did not start: {server.stderr.read().decode() if server.stderr else ''}") from None
+                    raise RuntimeError(
+                        f"echo server did not start: {server.stderr.read().decode() if server.stderr else ''}"
+                    ) from None
                 time.sleep(0.05)
         spec = json.loads(CONFIG.read_text())
         spec["outdir"] = str(outdir)
@@ -107,8 +128,13 @@ def run(limit_flags: list[str], outdir: Path, cases: list[str] | None = None) ->
         spec_path = outdir / "spec.json"
         outdir.mkdir(parents=True, exist_ok=True)
         spec_path.write_text(json.dumps(spec))
-        subprocess.run([str(command), "-m", "fuzzingclient", "-s", str(spec_path)], cwd=outdir, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(command), "-m", "fuzzingclient", "-s", str(spec_path)],
+            cwd=outdir,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     finally:
         server.terminate()
         server.wait(10)
@@ -119,9 +145,11 @@ def run(limit_flags: list[str], outdir: Path, cases: list[str] | None = None) ->
 def summary(report: dict[str, Any]) -> tuple[collections.Counter[str], dict[str, Any]]:
     """Counts by behaviour, and the FAILED cases with what the server closed with."""
     counts = collections.Counter(case["behavior"] for case in report.values())
-    failed = {case_id: {"behaviorClose": case["behaviorClose"], "remoteCloseCode": case["remoteCloseCode"]}
-              for case_id, case in sorted(report.items(), key=lambda item: [int(p) for p in item[0].split(".")])
-              if case["behavior"] == "FAILED"}
+    failed = {
+        case_id: {"behaviorClose": case["behaviorClose"], "remoteCloseCode": case["remoteCloseCode"]}
+        for case_id, case in sorted(report.items(), key=lambda item: [int(p) for p in item[0].split(".")])
+        if case["behavior"] == "FAILED"
+    }
     return counts, failed
 
 

@@ -34,23 +34,23 @@ if TYPE_CHECKING:
     from ._async import AsyncBatch, AsyncPushClient
 
 __all__ = [
-    "PushClient",
+    "DEFAULT_API_URL",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "AsyncBatch",
     "AsyncPushClient",
     "Batch",
-    "AsyncBatch",
     "BatchResult",
     "Node",
+    "PushAuthError",
+    "PushClient",
+    "PushConnectionError",
+    "PushError",
+    "PushRequestError",
+    "PushTimeoutError",
+    "PushUnavailableError",
     "default_client",
     "make_token",
-    "DEFAULT_API_URL",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_RETRIES",
-    "PushError",
-    "PushConnectionError",
-    "PushTimeoutError",
-    "PushAuthError",
-    "PushRequestError",
-    "PushUnavailableError",
 ]
 
 

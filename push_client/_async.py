@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -28,7 +29,7 @@ from ._core import BatchBase, Lost, Prepared
 from ._exceptions import PushConnectionError, PushError, PushRequestError, PushTimeoutError
 from ._operations import Node, _Operations
 
-__all__ = ["AsyncPushClient", "AsyncBatch"]
+__all__ = ["AsyncBatch", "AsyncPushClient"]
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,9 @@ class AsyncPushClient(
             except PushRequestError as refused:
                 if not (prepared.auto_key and _core.refuses_keys(refused)):
                     raise
-                log.warning("the push server at %s does not take idempotency keys; pushes are not retried", self.api_url)
+                log.warning(
+                    "the push server at %s does not take idempotency keys; pushes are not retried", self.api_url
+                )
                 self._keys = False
                 prepared = _core.without_key(prepared)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -17,12 +18,12 @@ from ._http import Pool
 from ._operations import Node, _Operations
 
 __all__ = [
-    "PushClient",
-    "Batch",
-    "default_client",
     "DEFAULT_API_URL",
-    "DEFAULT_TIMEOUT",
     "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "Batch",
+    "PushClient",
+    "default_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,9 @@ class PushClient(
             except PushRequestError as refused:
                 if not (prepared.auto_key and _core.refuses_keys(refused)):
                     raise
-                log.warning("the push server at %s does not take idempotency keys; pushes are not retried", self.api_url)
+                log.warning(
+                    "the push server at %s does not take idempotency keys; pushes are not retried", self.api_url
+                )
                 self._keys = False
                 prepared = _core.without_key(prepared)
 
@@ -195,7 +198,9 @@ class PushClient(
         except requests.ConnectTimeout as exc:
             raise PushTimeoutError(f"cannot reach the push server at {self.api_url} within {self.timeout}s") from exc
         except requests.Timeout as exc:
-            raise Lost(PushTimeoutError(f"push server at {self.api_url} did not answer within {self.timeout}s")) from exc
+            raise Lost(
+                PushTimeoutError(f"push server at {self.api_url} did not answer within {self.timeout}s")
+            ) from exc
         except requests.ConnectionError as exc:
             # requests does not say whether the request went out: count it as unknown.
             raise Lost(PushConnectionError(f"cannot reach the push server at {self.api_url}: {exc}")) from exc

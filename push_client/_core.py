@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import push_protocol
 
@@ -77,7 +78,7 @@ class Lost(Exception):
 class Prepared:
     """One request ready to be signed and sent: its API path and body, and how to read its answer."""
 
-    __slots__ = ("path", "body", "convert", "retryable", "auto_key")
+    __slots__ = ("auto_key", "body", "convert", "path", "retryable")
 
     def __init__(
         self, path: str, body: bytes, convert: Callable[[Any], Any] | None, retryable: bool, auto_key: bool
@@ -95,7 +96,7 @@ def prepare_call(
     op: str, values: tuple[Any, ...], convert: Callable[[Any], Any] | None = None, auto_key: bool = False
 ) -> Prepared:
     """One operation, sent with named arguments (an absent one is left out)."""
-    args = {name: value for name, value in zip(NAMES[op], values) if value is not None}
+    args = {name: value for name, value in zip(NAMES[op], values, strict=True) if value is not None}
     # Every operation but the pushes is idempotent by itself (sets, binds, queries).
     retryable = op not in KEYED or KEY in args
     return Prepared(PATHS[op], encode(args).encode(), convert, retryable, auto_key)
@@ -149,8 +150,10 @@ def read_result(prepared: Prepared, answer: dict[str, Any]) -> Any:
 
 def refuses_keys(error: PushRequestError) -> bool:
     """Whether the server refused a request for carrying an idempotency key it does not know."""
-    return error.status == 400 and error.code == push_protocol.ErrorCode.INVALID_ARGUMENT and (
-        error.message.startswith(KEY + ":")
+    return (
+        error.status == 400
+        and error.code == push_protocol.ErrorCode.INVALID_ARGUMENT
+        and (error.message.startswith(KEY + ":"))
     )
 
 
@@ -169,7 +172,7 @@ def without_key(prepared: Prepared) -> Prepared:
 class _Sent:
     """What the server answered for one sent batch, shared by that batch's results."""
 
-    __slots__ = ("values", "errors")
+    __slots__ = ("errors", "values")
 
     def __init__(self) -> None:
         self.values: list[Any] | None = None
@@ -181,7 +184,7 @@ class BatchResult(Generic[T]):
 
     # The value stays in the batch's answer until it is read, so queueing a
     # call costs one small object and sending a batch touches no result.
-    __slots__ = ("_sent", "_index", "_convert")
+    __slots__ = ("_convert", "_index", "_sent")
 
     def __init__(self, sent: _Sent, index: int, convert: Callable[[Any], Any] | None) -> None:
         self._sent = sent

@@ -18,11 +18,11 @@ None of them shadows a builtin (``ConnectionError``, ``TimeoutError``).
 from __future__ import annotations
 
 __all__ = [
-    "PushError",
-    "PushConnectionError",
-    "PushTimeoutError",
     "PushAuthError",
+    "PushConnectionError",
+    "PushError",
     "PushRequestError",
+    "PushTimeoutError",
     "PushUnavailableError",
 ]
 

@@ -123,7 +123,9 @@ class Pool:
             keep = keep and sent
             return status, body
         except _Closed as exc:
-            raise Lost(PushConnectionError(f"the push server at {where} closed the connection without answering")) from exc
+            raise Lost(
+                PushConnectionError(f"the push server at {where} closed the connection without answering")
+            ) from exc
         except _Malformed as exc:
             raise PushConnectionError(f"malformed answer from the push server at {where}: {exc}") from exc
         except TimeoutError as exc:

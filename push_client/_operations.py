@@ -10,11 +10,12 @@ eight result types once and every method is typed right for it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, TypedDict, TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 import push_protocol
 
-__all__ = ["Node", "Uid", "Group"]
+__all__ = ["Group", "Node", "Uid"]
 
 Uid = str | int
 Group = str | int
@@ -92,9 +93,7 @@ class _Operations(Generic[W, B, I, L, S, D, G, N]):
         values = (client_id, push_protocol.encode_message(message))
         return cast(W, self._push("send_to_client", values, idempotency_key))
 
-    def send_to_uid(
-        self, uid_or_uids: Uid | Iterable[Uid], message: Any, *, idempotency_key: str | None = None
-    ) -> W:
+    def send_to_uid(self, uid_or_uids: Uid | Iterable[Uid], message: Any, *, idempotency_key: str | None = None) -> W:
         """Push ``message`` to every connection bound to the uid (or to any of the uids)."""
         values = (_ids(uid_or_uids), push_protocol.encode_message(message))
         return cast(W, self._push("send_to_uid", values, idempotency_key))

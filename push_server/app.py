@@ -18,9 +18,9 @@ from aiohttp import web
 
 from . import api, metrics
 from .api.auth import ClaimStore, MemoryClaims
-from .events import make_events
 from .backends.base import Backend
 from .config import Config
+from .events import make_events
 from .websocket import frames
 from .websocket.connections import Connections
 from .websocket.listener import ClientConnection, ListenerContext

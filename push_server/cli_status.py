@@ -22,7 +22,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import push_protocol
 
@@ -124,7 +125,7 @@ def status(config: Config) -> int:
     width = max([len("node")] + [len(str(node["node"])) for node in rows])
     print(f"{'node':<{width}}  {'connections':>11}  uptime")
     for node in rows:
-        print(f"{str(node['node']):<{width}}  {int(node['connections']):>11}  {_uptime(now - float(node['started']))}")
+        print(f"{node['node']!s:<{width}}  {int(node['connections']):>11}  {_uptime(now - float(node['started']))}")
     total = sum(int(node["connections"]) for node in rows)
     print(f"{len(rows)} node(s), {total} connection(s) at {where}")
     return 0

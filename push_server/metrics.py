@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -45,8 +46,8 @@ __all__ = [
     "add_routes",
     "client_dropped",
     "handshake_refused",
-    "set_events_pending",
     "set_draining",
+    "set_events_pending",
 ]
 
 # -- counters for rare events (module-level: one process is one node) --------------------
@@ -54,13 +55,20 @@ __all__ = [
 HANDSHAKES = Counter("push_handshakes", "WebSocket handshakes by outcome", ["outcome"], registry=None)
 HANDSHAKES_ACCEPTED = HANDSHAKES.labels(outcome="accepted")
 #: Refusals by HTTP status ("503" is a connection limit or a draining node).
-HANDSHAKES_REFUSED = Counter("push_handshakes_refused", "WebSocket handshakes refused, by HTTP status", ["status"], registry=None)
+HANDSHAKES_REFUSED = Counter(
+    "push_handshakes_refused", "WebSocket handshakes refused, by HTTP status", ["status"], registry=None
+)
 CONNECTIONS_REFUSED = Counter(
-    "push_connections_refused", "connections refused by a connection limit (node or per address)", ["limit"], registry=None
+    "push_connections_refused",
+    "connections refused by a connection limit (node or per address)",
+    ["limit"],
+    registry=None,
 )
 CLIENTS_DROPPED = Counter("push_clients_dropped", "clients dropped by the server, by reason", ["reason"], registry=None)
 REDIS_ROUND_TRIPS = Counter("push_redis_round_trips", "round trips to Redis (one pipeline is one)", registry=None)
-REDIS_ERRORS = Counter("push_redis_errors", "round trips to Redis that failed (connection lost, time-out)", registry=None)
+REDIS_ERRORS = Counter(
+    "push_redis_errors", "round trips to Redis that failed (connection lost, time-out)", registry=None
+)
 LEASE_RENEWALS = Counter("push_lease_renewals", "renewals of this node's lease in Redis", registry=None)
 API_REQUESTS = Counter(
     "push_api_requests", "internal API requests by operation and HTTP status", ["operation", "status"], registry=None
@@ -74,8 +82,17 @@ API_LATENCY = Histogram(
     registry=None,
 )
 
-_COUNTERS = (HANDSHAKES, HANDSHAKES_REFUSED, CONNECTIONS_REFUSED, CLIENTS_DROPPED, REDIS_ROUND_TRIPS, REDIS_ERRORS,
-             LEASE_RENEWALS, API_REQUESTS, API_LATENCY)
+_COUNTERS = (
+    HANDSHAKES,
+    HANDSHAKES_REFUSED,
+    CONNECTIONS_REFUSED,
+    CLIENTS_DROPPED,
+    REDIS_ROUND_TRIPS,
+    REDIS_ERRORS,
+    LEASE_RENEWALS,
+    API_REQUESTS,
+    API_LATENCY,
+)
 _DROP_REASONS = ("slow_consumer", "timeout", "flood", "protocol_error", "closed_by_api", "draining")
 
 #: When this process started (wall clock): a node's uptime.
@@ -162,13 +179,16 @@ class _NodeCollector(Collector):
             transport = connection.transport
             if transport is not None:
                 pending += transport.get_write_buffer_size()
-        yield GaugeMetricFamily("push_pending_bytes", "bytes waiting in this node's transports for slow readers", pending)
+        yield GaugeMetricFamily(
+            "push_pending_bytes", "bytes waiting in this node's transports for slow readers", pending
+        )
         frames_sent = getattr(connections, "frames_sent", 0)
         bytes_sent = getattr(connections, "bytes_sent", 0)
         yield CounterMetricFamily("push_frames_sent", "frames queued to browsers (counted per push)", frames_sent)
         yield CounterMetricFamily("push_bytes_sent", "bytes of frames queued to browsers", bytes_sent)
         yield CounterMetricFamily(
-            "push_heartbeat_timeouts", "connections dropped as silent (heartbeat) or with an unfinished handshake",
+            "push_heartbeat_timeouts",
+            "connections dropped as silent (heartbeat) or with an unfinished handshake",
             getattr(connections, "timeouts", 0),
         )
         try:
@@ -178,7 +198,9 @@ class _NodeCollector(Collector):
             events = 0
         yield GaugeMetricFamily("push_events_pending", "events waiting to be delivered to the business app", events)
         yield GaugeMetricFamily("push_started_timestamp_seconds", "when this node started (unix time)", STARTED)
-        yield GaugeMetricFamily("push_up", "1 while the node can serve API calls (as /healthz says)", 1 if _healthy(self.app) else 0)
+        yield GaugeMetricFamily(
+            "push_up", "1 while the node can serve API calls (as /healthz says)", 1 if _healthy(self.app) else 0
+        )
 
 
 # -- the routes --------------------------------------------------------------------------
@@ -225,7 +247,7 @@ async def _measure(
     # Paths outside the operations are one label ("other"), so a scanner
     # cannot grow the label set without bound.
     path = request.path
-    if path == METRICS_PATH or path == HEALTH_PATH:
+    if path in (METRICS_PATH, HEALTH_PATH):
         return await handler(request)
     operation = _OPERATION_NAMES.get(path, "other")
     started = time.perf_counter()

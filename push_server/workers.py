@@ -68,7 +68,9 @@ def _worker(config: Config, ready: Connection | None = None) -> None:
     os.setpgid(0, 0)
     _stop_with_parent()
     # A spawned worker (rolling restart) starts without the parent's logging set-up.
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
     if ready is not None:
         from . import metrics
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from push_client import AsyncBatch, AsyncPushClient, PushClient
 
@@ -79,11 +80,9 @@ def clients(face: str) -> Iterator[Callable[..., Any]]:
     loop = Loop() if face == "async" else None
 
     def make(api_url: str, **options: Any) -> Any:
-        client: Any
-        if loop is None:
-            client = PushClient(api_url, **options)
-        else:
-            client = Blocking(AsyncPushClient(api_url, **options), loop)
+        client: Any = (
+            PushClient(api_url, **options) if loop is None else Blocking(AsyncPushClient(api_url, **options), loop)
+        )
         made.append(client)
         return client
 

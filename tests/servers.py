@@ -83,8 +83,13 @@ class PushServerProcess:
             if name not in self.env:
                 env.pop(name, None)
         command = [
-            sys.executable, "-m", "push_server",
-            "--ws-port", str(self.ws_port), "--api-port", str(self.api_port),
+            sys.executable,
+            "-m",
+            "push_server",
+            "--ws-port",
+            str(self.ws_port),
+            "--api-port",
+            str(self.api_port),
             *self.flags,
         ]
         with open(self.log_path, "ab") as log:
@@ -139,8 +144,17 @@ class RedisServer:
         """Start (again, empty, on the same port)."""
         self.process = subprocess.Popen(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

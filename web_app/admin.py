@@ -73,7 +73,9 @@ def get_nodes(push: PushClient) -> list[dict[str, Any]]:
     headers = push_protocol.sign_request(config["PUSH_SECRET"] or "", "POST", path, b"{}")
     headers["Content-Type"] = "application/json"
     try:
-        answer = requests.post(config["PUSH_API_URL"] + path, data=b"{}", headers=headers, timeout=float(config["PUSH_TIMEOUT"]))
+        answer = requests.post(
+            config["PUSH_API_URL"] + path, data=b"{}", headers=headers, timeout=float(config["PUSH_TIMEOUT"])
+        )
     except requests.RequestException as exc:
         raise PushError(f"cannot reach the push server: {exc}") from exc
     if answer.status_code == 200:
@@ -118,7 +120,9 @@ def status() -> dict[str, Any]:
         problems.append(str(exc))
         nodes = []
         if "connections" in metrics:
-            nodes = [{"node": "(this node)", "connections": int(metrics["connections"]), "started": metrics.get("started")}]
+            nodes = [
+                {"node": "(this node)", "connections": int(metrics["connections"]), "started": metrics.get("started")}
+            ]
     try:
         online_users: int | None = push.get_all_uid_count()
     except PushError as exc:
@@ -126,10 +130,8 @@ def status() -> dict[str, Any]:
         online_users = None
     rooms = get_db().scalars(select(Room).order_by(Room.id.desc()).limit(LOBBY_LIMIT)).all()
     counts = online_counts([room.id for room in rooms]) or {}
-    by_members = sorted(
-        ({"id": room.id, "name": room.name, "members": counts.get(room.id, 0)} for room in rooms),
-        key=lambda room: (-int(room["members"]), room["name"]),
-    )[:TOP_ROOMS]
+    busiest = sorted(rooms, key=lambda room: (-counts.get(room.id, 0), room.name))[:TOP_ROOMS]
+    by_members = [{"id": room.id, "name": room.name, "members": counts.get(room.id, 0)} for room in busiest]
     return {
         "time": time.time(),
         "nodes": nodes,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue

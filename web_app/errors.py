@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
@@ -30,14 +31,14 @@ from werkzeug.routing import IntegerConverter
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ApiError",
     "ID_MAX",
-    "json_api",
-    "wants_json",
-    "json_errors",
-    "request_data",
+    "ApiError",
     "check_text",
     "init_errors",
+    "json_api",
+    "json_errors",
+    "request_data",
+    "wants_json",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,7 +156,7 @@ def request_data() -> dict[str, Any]:
 class BoundedIntConverter(IntegerConverter):
     """``<int:...>`` in a URL, refusing (404) ids no row can have."""
 
-    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (werkzeug's name)
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # ``map``: werkzeug's name
         kwargs.setdefault("max", ID_MAX)
         super().__init__(map, *args, **kwargs)
 
@@ -166,7 +167,7 @@ def _check_query() -> None:
         check_text(item, "query parameters")
 
 
-def _error_page(status: int, message: str, title: str) -> ResponseReturnValue:
+def _error_page(status: int, message: str, title: str) -> tuple[str, int]:
     return render_template("error.html", status=status, title=title, message=message), status
 
 
@@ -209,7 +210,9 @@ def init_errors(app: Flask) -> None:
             if status < 400:
                 return error
             response = error.get_response()
-            body, status = _error_page(status, _MESSAGES.get(status, error.description or ""), _TITLES.get(status, error.name))
+            body, status = _error_page(
+                status, _MESSAGES.get(status, error.description or ""), _TITLES.get(status, error.name)
+            )
             response.set_data(body)
             response.mimetype = "text/html"
             return response

@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import ApiError
 
-__all__ = ["sniff_image_type", "EXTENSIONS", "human_size", "read_image"]
+__all__ = ["EXTENSIONS", "human_size", "read_image", "sniff_image_type"]
 
 #: The raster formats every browser shows. SVG is deliberately absent: it is a
 #: document that can carry scripts, not a picture.

@@ -34,12 +34,13 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, request, session
-from sqlalchemy import BigInteger, Integer, String, case
+from sqlalchemy import BigInteger, Engine, Integer, String, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,7 +49,17 @@ from .models import Base, get_db
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULTS", "Rule", "RateCount", "init_limits", "rate_limited", "enforce", "would_exceed", "hit", "settings_from_env"]
+__all__ = [
+    "DEFAULTS",
+    "RateCount",
+    "Rule",
+    "enforce",
+    "hit",
+    "init_limits",
+    "rate_limited",
+    "settings_from_env",
+    "would_exceed",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,7 +179,8 @@ _hits_since_prune = 0
 def _count_in_database(key: str, window: int, increment: int) -> int:
     global _hits_since_prune
     # Its own connection and transaction: the count stands whatever the view does.
-    engine = get_db().get_bind()
+    bind = get_db().get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
     if increment:
         _hits_since_prune += 1
         if _hits_since_prune >= PRUNE_EVERY:
@@ -176,17 +188,17 @@ def _count_in_database(key: str, window: int, increment: int) -> int:
             rule_name = key.split(":", 1)[0]
             with engine.begin() as conn:
                 conn.execute(
-                    RateCount.__table__.delete().where(RateCount.key.startswith(f"{rule_name}:"), RateCount.window < window)
+                    delete(RateCount).where(RateCount.key.startswith(f"{rule_name}:"), RateCount.window < window)
                 )
     with engine.begin() as conn:
         if not increment:
-            row = conn.execute(
-                RateCount.__table__.select().where(RateCount.key == key, RateCount.window == window)
-            ).first()
-            return int(row.count) if row is not None else 0
+            count = conn.execute(
+                select(RateCount.count).where(RateCount.key == key, RateCount.window == window)
+            ).scalar()
+            return count or 0
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         statement = insert(RateCount).values(key=key, window=window, count=increment)
-        statement = statement.on_conflict_do_update(
+        upsert = statement.on_conflict_do_update(
             index_elements=[RateCount.key],
             # A row from an earlier window starts again from this hit.
             set_={
@@ -194,7 +206,7 @@ def _count_in_database(key: str, window: int, increment: int) -> int:
                 "window": window,
             },
         ).returning(RateCount.count)
-        return int(conn.execute(statement).scalar_one())
+        return conn.execute(upsert).scalar_one()
 
 
 def _refuse(rule_name: str, ends: float) -> ApiError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["init_logging", "LOG_FORMAT"]
+__all__ = ["LOG_FORMAT", "init_logging"]
 
 #: Like gunicorn's own error log lines: time, level, where, what.
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"

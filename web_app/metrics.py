@@ -23,7 +23,9 @@ from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
 __all__ = ["init_metrics"]
 
-REQUESTS = Counter("webchat_http_requests", "web app requests by endpoint, method and status", ["endpoint", "method", "status"])
+REQUESTS = Counter(
+    "webchat_http_requests", "web app requests by endpoint, method and status", ["endpoint", "method", "status"]
+)
 LATENCY = Histogram(
     "webchat_http_request_seconds",
     "web app request time by endpoint",

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache
 
 from confusable_homoglyphs import categories, confusables
 
-__all__ = ["name_key", "check_name_script", "KEY_MAX"]
+__all__ = ["KEY_MAX", "check_name_script", "name_key"]
 
 #: The key column's width; a name whose key is longer is refused.
 KEY_MAX = 255
@@ -54,7 +54,7 @@ _ASCII_FOLDS = str.maketrans({"1": "l", "|": "l", "0": "o"})
 _I_AS_L = re.compile(r"(?<=[^\W\d_])I")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ascii_lookalike(char: str) -> str:
     """The ASCII letters or digits ``char`` is listed as a look-alike of, else ``char`` itself."""
     for glyph in confusables.confusables_data.get(char, ()):

@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Boolean, DateTime, String, delete, inspect, select, text
+from sqlalchemy import DateTime, String, delete, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -104,9 +104,13 @@ def person(user: User) -> dict[str, Any]:
 @login_required
 def people() -> ResponseReturnValue:
     """Every user, online first, then the most recently seen."""
-    users = get_db().scalars(
-        select(User).order_by(User.online.desc(), User.last_seen.desc().nulls_last(), User.id).limit(PEOPLE_LIMIT)
-    ).all()
+    users = (
+        get_db()
+        .scalars(
+            select(User).order_by(User.online.desc(), User.last_seen.desc().nulls_last(), User.id).limit(PEOPLE_LIMIT)
+        )
+        .all()
+    )
     return jsonify(people=[person(user) for user in users])
 
 
@@ -137,14 +141,18 @@ def receive_events() -> ResponseReturnValue:
     """Apply a signed batch of events from the push server; each id once."""
     body = request.get_data(cache=False)
     secret = current_app.config.get("PUSH_SECRET") or ""
-    refused = "PUSH_SECRET is not set" if not secret else push_protocol.verify_signature(
-        secret,
-        request.method,
-        request.path,
-        hashlib.sha256(body).hexdigest(),
-        request.headers.get(push_protocol.HEADER_TIMESTAMP, ""),
-        request.headers.get(push_protocol.HEADER_NONCE, ""),
-        request.headers.get(push_protocol.HEADER_SIGNATURE, ""),
+    refused = (
+        "PUSH_SECRET is not set"
+        if not secret
+        else push_protocol.verify_signature(
+            secret,
+            request.method,
+            request.path,
+            hashlib.sha256(body).hexdigest(),
+            request.headers.get(push_protocol.HEADER_TIMESTAMP, ""),
+            request.headers.get(push_protocol.HEADER_NONCE, ""),
+            request.headers.get(push_protocol.HEADER_SIGNATURE, ""),
+        )
     )
     if refused:
         log.warning("refused events from %s: %s", request.remote_addr, refused)
@@ -187,8 +195,12 @@ def _parse(body: bytes) -> list[dict[str, Any]]:
     if not isinstance(events, list) or len(events) > MAX_EVENTS:
         raise ApiError(400, f'the body must be {{"events": [...]}} with at most {MAX_EVENTS} events')
     for event in events:
-        if not (isinstance(event, dict) and isinstance(event.get("id"), str) and 1 <= len(event["id"]) <= 200
-                and isinstance(event.get("type"), str)):
+        if not (
+            isinstance(event, dict)
+            and isinstance(event.get("id"), str)
+            and 1 <= len(event["id"]) <= 200
+            and isinstance(event.get("type"), str)
+        ):
             raise ApiError(400, "every event needs a string id (1-200 characters) and a type")
     return events
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -12,7 +13,7 @@ from push_client import PushClient
 
 log = logging.getLogger(__name__)
 
-__all__ = ["init_push", "get_push", "push_keyed", "room_group", "ws_url"]
+__all__ = ["get_push", "init_push", "push_keyed", "room_group", "ws_url"]
 
 
 def init_push(app: Flask) -> None:

@@ -99,6 +99,8 @@ class Backend(abc.ABC):
     """Cluster state and routing. Every method is a coroutine unless noted."""
 
     connections: Delivery
+    #: This node's id (each backend sets it when made): names it in get_nodes and the events' sender lease.
+    node_id: str
     #: Events to the business app (push_server/events), set by the app when PUSH_EVENTS_URL is.
     events: Events | None = None
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
     from ..config import Config
 
-__all__ = ["Events", "EventsUnavailable", "TYPES", "make_events"]
+__all__ = ["TYPES", "Events", "EventsUnavailable", "make_events"]
 
 
 def make_events(config: Config, backend: Backend) -> Events | None:
@@ -36,9 +36,13 @@ def make_events(config: Config, backend: Backend) -> Events | None:
         from .redis import RedisEventStore
 
         store: object = RedisEventStore(
-            config.redis_url, config.redis_prefix, config.events_queue_max, config.offline_grace, config.node_timeout * 2
+            config.redis_url,
+            config.redis_prefix,
+            config.events_queue_max,
+            config.offline_grace,
+            config.node_timeout * 2,
         )
-        node = str(getattr(backend, "node_id"))
+        node = str(backend.node_id)
     else:
         from .memory import MemoryEventStore
 

@@ -82,10 +82,10 @@ class EventStore(abc.ABC):
     #: Whether a dead node's events can be picked up by another (Redis: yes).
     durable = False
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (optional: the memory store has nothing to connect)
         """Connect (Redis)."""
 
-    async def stop(self) -> None:
+    async def stop(self) -> None:  # noqa: B027 (optional, like start)
         """Disconnect."""
 
     async def run_steps(self, steps: list[tuple[str, tuple[Any, ...], bool]]) -> list[Counts]:
@@ -138,7 +138,7 @@ class EventStore(abc.ABC):
     async def lead(self, node: str, ttl: float) -> bool:
         """Take or keep the right to send (one sender at a time keeps the queue's order)."""
 
-    async def resign(self, node: str) -> None:
+    async def resign(self, node: str) -> None:  # noqa: B027 (optional: one process is always the sender)
         """Give the right to send up (shutting down)."""
 
     @abc.abstractmethod

@@ -95,7 +95,7 @@ class RedisEventStore(EventStore):
                 continue
             break
         counts: list[Counts] = []
-        for argv, reply in zip(argvs, replies):
+        for argv, reply in zip(argvs, replies, strict=True):
             if isinstance(reply, (RedisConnectionError, RedisTimeoutError, OSError)):
                 raise EventsUnavailable(f"Redis: {type(reply).__name__}: {reply}")
             if isinstance(reply, Exception):
@@ -115,7 +115,16 @@ class RedisEventStore(EventStore):
             return ["group", *common, *args[0]]
         if op == "closed":
             client_id, uid, groups, session = args
-            return ["closed", *common, client_id, uid or "", _dumps(groups), _dumps(session), "1" if retried else "0", *groups]
+            return [
+                "closed",
+                *common,
+                client_id,
+                uid or "",
+                _dumps(groups),
+                _dumps(session),
+                "1" if retried else "0",
+                *groups,
+            ]
         return ["append", *common, *[event.decode() for event in args[0]]]
 
     async def bound(self, client_id: str, uid: str | None) -> Counts:

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -141,7 +141,9 @@ class Sender:
         now = time.time()
         if self._failing_since is None:
             self._failing_since = now
-        log.warning("events: %s answered %s for %d event(s); retrying", self.url_for_logs, status or "nothing", len(batch))
+        log.warning(
+            "events: %s answered %s for %d event(s); retrying", self.url_for_logs, status or "nothing", len(batch)
+        )
         if now - self._failing_since >= self.config.events_retry_s:
             stale = [event.key for event in batch if now - event.queued_at >= self.config.events_retry_s]
             if stale:
@@ -150,7 +152,9 @@ class Sender:
                     self.given_up += len(stale)
                     log.error(
                         "events: gave up %d event(s) after %.0f s of failures (%d given up since start)",
-                        len(stale), now - self._failing_since, self.given_up,
+                        len(stale),
+                        now - self._failing_since,
+                        self.given_up,
                     )
         return False
 

@@ -203,7 +203,8 @@ class Events:
             if self._epoch is not None:
                 log.warning(
                     "events: Redis lost the events' state; this node gave back %d uid(s) and %d group(s) without events",
-                    len(uids), len(groups),
+                    len(uids),
+                    len(groups),
                 )
             self._epoch = epoch
 

@@ -21,8 +21,10 @@ in small slices so that its pings never all go out in one tick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from . import frames
 
@@ -51,6 +53,8 @@ class Connections:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Unregistrations still running (their leave signals), awaited at shutdown.
         self.departures: set[asyncio.Task[None]] = set()
+        #: Set by close_all() while it waits; set when the last accepted transport goes.
+        self._all_gone: asyncio.Event | None = None
         #: The heartbeat's current round (a snapshot of ``accepted``) and where it is in it.
         self._round: list[ClientConnection] = []
         self._round_next = 0
@@ -149,6 +153,8 @@ class Connections:
     def discard(self, connection: ClientConnection) -> None:
         """A connection is gone."""
         self.accepted.discard(connection)
+        if not self.accepted and self._all_gone is not None:
+            self._all_gone.set()
         if connection.client_id is not None and self.by_id.get(connection.client_id) is connection:
             del self.by_id[connection.client_id]
 
@@ -206,8 +212,10 @@ class Connections:
             connection.close(code, reason)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self.accepted and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        if self.accepted:
+            self._all_gone = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), grace)
         for connection in list(self.accepted):
             connection.abort()
         if self.departures:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 #: Largest request head accepted; browsers send well under 2 KB.

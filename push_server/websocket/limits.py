@@ -56,7 +56,7 @@ def default_max_connections(open_files: int) -> int:
 class ConnectionLimits:
     """Counts this node's sockets and WebSockets, in total and by address, and says which to refuse."""
 
-    __slots__ = ("max_total", "max_per_ip", "hard_total", "sockets", "open", "by_ip", "_refused", "_last_log")
+    __slots__ = ("_last_log", "_refused", "by_ip", "hard_total", "max_per_ip", "max_total", "open", "sockets")
 
     def __init__(self, max_total: int, max_per_ip: int) -> None:
         #: 0 means "derive from the open-files limit".
@@ -120,7 +120,10 @@ class ConnectionLimits:
         if now - self._last_log >= 1.0:
             log.warning(
                 "connection limit reached (%d open, node limit %d, per address %s): refused %d connection(s) since the last such line",
-                self.open, self.max_total, self.max_per_ip or "off", self._refused,
+                self.open,
+                self.max_total,
+                self.max_per_ip or "off",
+                self._refused,
             )
             self._last_log = now
             self._refused = 0

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, cast
 
 import push_protocol
 
-from . import frames, handshake
 from .. import metrics
+from ..backends.base import BackendUnavailable
+from . import frames, handshake
 from .limits import ConnectionLimits
 from .reader import MessageReader
-from ..backends.base import BackendUnavailable
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
@@ -50,7 +50,7 @@ FD_RESERVE = 128
 class ListenerContext:
     """What every connection of one listener shares (one reference per connection)."""
 
-    __slots__ = ("config", "backend", "connections", "loop", "allowed_origins", "refused", "_refusal_report", "limits")
+    __slots__ = ("_refusal_report", "allowed_origins", "backend", "config", "connections", "limits", "loop", "refused")
 
     def __init__(self, config: Config, backend: Backend, connections: Connections) -> None:
         self.config = config
@@ -88,7 +88,10 @@ class ListenerContext:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         log.warning(
             "open-files limit: refused %d WebSocket connection(s) (%d open; RLIMIT_NOFILE %d, %d kept free); raise LimitNOFILE / ulimit -n",
-            self.refused, len(self.connections.accepted), soft, FD_RESERVE,
+            self.refused,
+            len(self.connections.accepted),
+            soft,
+            FD_RESERVE,
         )
         self.refused = 0
         self._refusal_report = self.loop.call_later(1.0, self._report_refusals)
@@ -98,15 +101,15 @@ class ClientConnection(MessageReader, asyncio.Protocol):
     """One browser's WebSocket connection."""
 
     __slots__ = (
-        "context",
-        "transport",
         "client_id",
-        "state",
-        "pending",
-        "last_seen",
-        "window_start",
-        "window_frames",
+        "context",
         "ip",
+        "last_seen",
+        "pending",
+        "state",
+        "transport",
+        "window_frames",
+        "window_start",
     )
 
     def __init__(self, context: ListenerContext) -> None:

@@ -37,7 +37,7 @@ _DONE: Final = -1
 class _Message:
     """A fragmented message being reassembled."""
 
-    __slots__ = ("opcode", "data", "frames", "decoder")
+    __slots__ = ("data", "decoder", "frames", "opcode")
 
     def __init__(self, opcode: int, decoder: codecs.IncrementalDecoder | None) -> None:
         self.opcode = opcode
@@ -56,7 +56,7 @@ class MessageReader:
     out of :meth:`feed`, and the caller closes with its code and feeds no more.
     """
 
-    __slots__ = ("_buffer", "_need", "_message")
+    __slots__ = ("_buffer", "_message", "_need")
 
     def __init__(self) -> None:
         #: The start of a frame not whole yet (a bytearray), or ``b""``.

@@ -24,7 +24,10 @@ def test_quick_run_writes_sane_results(tmp_path: Path) -> None:
     """`python -m bench --quick` exits 0 and reports positive figures for both systems."""
     run = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=220,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((tmp_path / "quick.json").read_text())

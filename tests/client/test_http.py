@@ -7,12 +7,14 @@ between) may, byte by byte, so every branch of the client's reader runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -76,10 +78,8 @@ class ScriptedServer:
     def _serve(self, conn: socket.socket, index: int) -> None:
         with conn:
             conn.settimeout(TIMEOUT)
-            try:
+            with contextlib.suppress(OSError):
                 self.handle(conn, index)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.listener.close()
@@ -123,7 +123,12 @@ class answering:
 def ok(payload: Any = None, extra: bytes = b"") -> bytes:
     """A 200 answer with Content-Length, as the push server sends it."""
     body = json.dumps({"result": payload}).encode()
-    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
 
 
 @pytest.fixture
@@ -157,8 +162,8 @@ def test_chunked_answer(scripted: Any, client: Any) -> None:
     chunked = (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b'4;note=x\r\n{"re\r\n'
-        b"b\r\nsult\": [1, \r\n"
-        b'3\r\n2]}\r\n'
+        b'b\r\nsult": [1, \r\n'
+        b"3\r\n2]}\r\n"
         b"0\r\nX-Trailer: yes\r\n\r\n"
     )
     server = scripted(answering(chunked, ok(7)))
@@ -204,7 +209,9 @@ def test_interim_answer_is_skipped(scripted: Any, client: Any) -> None:
 def test_bytes_past_the_answer_drop_the_connection(scripted: Any, client: Any, face: str) -> None:
     """A server that sends more than it declared is not trusted with the next request."""
     if face == "async":
-        pytest.skip("PushClient's own transport only: aiohttp reads stray bytes as the next answer (the push server sends none)")
+        pytest.skip(
+            "PushClient's own transport only: aiohttp reads stray bytes as the next answer (the push server sends none)"
+        )
     server = scripted(answering(ok(1) + b"garbage", ok(2), keep_open=False))
     push = client(server)
     assert push.get_all_client_count() == 1
@@ -336,7 +343,7 @@ def test_push_that_timed_out_is_sent_again_with_the_same_key(scripted: Any, clie
     """A push whose answer timed out is sent once more with the same body, so the same idempotency key."""
 
     def handle(conn: socket.socket, index: int) -> None:
-        head, body, rest = read_request(conn)
+        _, body, rest = read_request(conn)
         bodies.append(body)
         if index == 0:
             read_request(conn, rest)  # no answer: the client times out
@@ -361,7 +368,10 @@ def test_given_key_is_sent(scripted: Any, client: Any) -> None:
     with push.batch(idempotency_key="mine-2") as batch:
         batch.send_to_group("g", "y")
     assert json.loads(handler.bodies[0])["idempotency_key"] == "mine-1"
-    assert json.loads(handler.bodies[1]) == {"operations": [["send_to_group", ["g"], {"text": "y"}]], "idempotency_key": "mine-2"}
+    assert json.loads(handler.bodies[1]) == {
+        "operations": [["send_to_group", ["g"], {"text": "y"}]],
+        "idempotency_key": "mine-2",
+    }
 
 
 def test_closed_client_raises_push_connection_error(push_server: PushServerProcess, make_client: Any) -> None:
@@ -417,18 +427,20 @@ def test_one_client_shared_by_threads(push_server: PushServerProcess) -> None:
 def test_batch_with_a_failed_operation(scripted: Any, client: Any) -> None:
     """An operation that failed raises its error at the end of the block and from its .value; the others keep theirs."""
     body = json.dumps(
-        {"results": [None, 2], "errors": [{"index": 0, "status": 503, "error": {"code": "unavailable", "message": "down"}}]}
+        {
+            "results": [None, 2],
+            "errors": [{"index": 0, "status": 503, "error": {"code": "unavailable", "message": "down"}}],
+        }
     ).encode()
     handler = answering(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     push = client(scripted(handler))
-    with pytest.raises(PushUnavailableError) as raised:
-        with push.batch() as batch:
-            online = batch.is_uid_online(7)
-            count = batch.get_all_client_count()
+    with pytest.raises(PushUnavailableError) as raised, push.batch() as batch:
+        online = batch.is_uid_online(7)
+        count = batch.get_all_client_count()
     assert (raised.value.status, raised.value.code, raised.value.message) == (503, "unavailable", "down")
     assert count.value == 2
     with pytest.raises(PushUnavailableError):
-        online.value
+        _ = online.value
     # What went over the wire: the compact form, with the key the client made for the batch.
     sent = json.loads(handler.bodies[0])
     assert isinstance(sent.pop("idempotency_key"), str)
@@ -439,10 +451,9 @@ def test_batch_answer_that_does_not_match_is_an_error(scripted: Any, client: Any
     """A batch answer with the wrong number of results raises PushError rather than misassigning them."""
     body = b'{"results": [1], "errors": []}'
     server = scripted(answering(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body))
-    with pytest.raises(PushError):
-        with client(server).batch() as batch:
-            batch.get_all_client_count()
-            batch.get_all_uid_count()
+    with pytest.raises(PushError), client(server).batch() as batch:
+        batch.get_all_client_count()
+        batch.get_all_uid_count()
 
 
 def test_request_is_signed_for_the_path_without_the_prefix(scripted: Any, client: Any) -> None:
@@ -463,8 +474,13 @@ def test_request_is_signed_for_the_path_without_the_prefix(scripted: Any, client
     assert headers["Host"] == server.url.removeprefix("http://")
     assert int(headers["Content-Length"]) == len(body)
     problem = push_protocol.verify_signature(
-        SECRET, "POST", "/api/v1/get_all_client_count", hashlib.sha256(body).hexdigest(),
-        headers[push_protocol.HEADER_TIMESTAMP], headers[push_protocol.HEADER_NONCE], headers[push_protocol.HEADER_SIGNATURE],
+        SECRET,
+        "POST",
+        "/api/v1/get_all_client_count",
+        hashlib.sha256(body).hexdigest(),
+        headers[push_protocol.HEADER_TIMESTAMP],
+        headers[push_protocol.HEADER_NONCE],
+        headers[push_protocol.HEADER_SIGNATURE],
     )
     assert problem is None
 
@@ -472,7 +488,9 @@ def test_request_is_signed_for_the_path_without_the_prefix(scripted: Any, client
 def test_answer_sent_before_the_body_was_read(scripted: Any, client: Any) -> None:
     """A server that refuses a large body after its head and closes still has its answer read."""
     body = b'{"error": {"code": "too_large", "message": "body too big"}}'
-    answer = b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    answer = (
+        b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
 
     def handle(conn: socket.socket, index: int) -> None:
         buffer = b""
@@ -497,7 +515,9 @@ def test_server_without_keys_gets_pushes_without_them(scripted: Any, client: Any
     push.send_to_uid(1, "a")
     push.send_to_uid(2, "b")
     assert [sorted(json.loads(body)) for body in handler.bodies] == [
-        ["idempotency_key", "message", "uids"], ["message", "uids"], ["message", "uids"],
+        ["idempotency_key", "message", "uids"],
+        ["message", "uids"],
+        ["message", "uids"],
     ]
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,7 +26,9 @@ LOST = {"type": "resync", "reason": "redis_lost"}
 RESTORED = {"type": "resync", "reason": "redis_restored"}
 
 
-async def test_three_nodes_act_as_one(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_three_nodes_act_as_one(
+    redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """A client on node A is reached and described by calls on nodes B and C."""
     a, b, c = nodes(redis_server, prefix, 3)
     alice, bob = await browsers(a), await browsers(b)
@@ -49,7 +53,9 @@ async def test_three_nodes_act_as_one(redis_server: RedisServer, prefix: str, no
     await bob.nothing()
 
     for node in (a, b, c):
-        assert sorted(await call(node, "get_client_id_list_by_group", "room")) == sorted([alice.client_id, bob.client_id])
+        assert sorted(await call(node, "get_client_id_list_by_group", "room")) == sorted(
+            [alice.client_id, bob.client_id]
+        )
         assert sorted(await call(node, "get_uid_list_by_group", "room")) == ["7", "alice"]
         assert await call(node, "get_uid_count_by_group", "room") == 2
         assert await call(node, "get_session", alice.client_id) == {"name": "Alice", "n": 2}
@@ -77,7 +83,9 @@ async def test_three_nodes_act_as_one(redis_server: RedisServer, prefix: str, no
     assert await call(a, "get_all_uid_list") == ["alice"]
 
 
-async def test_a_stopped_node_leaves_nothing_behind(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_a_stopped_node_leaves_nothing_behind(
+    redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """A node shut down with SIGTERM sends its clients' leave signals to the other nodes at once."""
     a, b = nodes(redis_server, prefix, 2)
     alice, bob = await browsers(a), await browsers(b)
@@ -96,7 +104,9 @@ async def test_a_stopped_node_leaves_nothing_behind(redis_server: RedisServer, p
         assert not r.exists(prefix + "lease:" + bob.node)
 
 
-async def test_a_killed_node_is_reaped_once(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_a_killed_node_is_reaped_once(
+    redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """SIGKILL a node: within the node timeout its clients leave, signalled once on every other node, and presence is clean."""
     a, b, c = nodes(redis_server, prefix, 3, node_timeout=NODE_TIMEOUT)
     victim, other_victim, bob, carol = await browsers(a), await browsers(a), await browsers(b), await browsers(c)
@@ -110,12 +120,14 @@ async def test_a_killed_node_is_reaped_once(redis_server: RedisServer, prefix: s
     a.kill()
     started = time.monotonic()
     # Each survivor hears each departure once per shared group, from exactly one reaper.
-    expected_bob = sorted(
-        [("room", "vic"), ("room", None), ("side", "vic")], key=str
+    expected_bob = sorted([("room", "vic"), ("room", None), ("side", "vic")], key=str)
+    got_bob = sorted(
+        [(m["group"], m["uid"]) for m in [await bob.json(timeout=NODE_TIMEOUT + TIMEOUT) for _ in range(3)]], key=str
     )
-    got_bob = sorted([(m["group"], m["uid"]) for m in [await bob.json(timeout=NODE_TIMEOUT + TIMEOUT) for _ in range(3)]], key=str)
     assert got_bob == expected_bob
-    got_carol = sorted([(m["group"], m["uid"]) for m in [await carol.json(timeout=NODE_TIMEOUT + TIMEOUT) for _ in range(2)]], key=str)
+    got_carol = sorted(
+        [(m["group"], m["uid"]) for m in [await carol.json(timeout=NODE_TIMEOUT + TIMEOUT) for _ in range(2)]], key=str
+    )
     assert got_carol == sorted([("room", "vic"), ("room", None)], key=str)
     assert time.monotonic() - started < NODE_TIMEOUT * 3
     await bob.nothing(within=NODE_TIMEOUT)
@@ -123,7 +135,9 @@ async def test_a_killed_node_is_reaped_once(redis_server: RedisServer, prefix: s
 
     for node in (b, c):
         assert sorted(await call(node, "get_all_client_id_list")) == sorted([bob.client_id, carol.client_id])
-        assert sorted(await call(node, "get_client_id_list_by_group", "room")) == sorted([bob.client_id, carol.client_id])
+        assert sorted(await call(node, "get_client_id_list_by_group", "room")) == sorted(
+            [bob.client_id, carol.client_id]
+        )
         assert await call(node, "get_client_id_list_by_group", "side") == [bob.client_id]
         assert await call(node, "is_uid_online", "vic") is False
         assert await call(node, "get_all_uid_list") == []
@@ -135,7 +149,9 @@ async def test_a_killed_node_is_reaped_once(redis_server: RedisServer, prefix: s
     assert await carol.text() == "still here"
 
 
-async def test_redis_outage_keeps_local_delivery_and_fails_fast(own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_redis_outage_keeps_local_delivery_and_fails_fast(
+    own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """With Redis gone, a node still delivers to its own clients and API calls fail within 2 s with PushUnavailableError."""
     (a,) = nodes(own_redis, prefix, 1)
     alice = await browsers(a)
@@ -158,14 +174,20 @@ async def test_redis_outage_keeps_local_delivery_and_fails_fast(own_redis: Redis
     await call(a, "send_to_client", alice.client_id, "direct")
     assert await alice.text() == "direct"
 
-    for method, args in [("get_all_client_count", ()), ("bind_uid", (alice.client_id, "u")), ("get_session", (alice.client_id,))]:
+    for method, args in [
+        ("get_all_client_count", ()),
+        ("bind_uid", (alice.client_id, "u")),
+        ("get_session", (alice.client_id,)),
+    ]:
         started = time.monotonic()
         with pytest.raises(PushUnavailableError):
             await call(a, method, *args)
         assert time.monotonic() - started < 2
 
 
-async def test_redis_restarted_empty_is_refilled(own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_redis_restarted_empty_is_refilled(
+    own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """Redis restarted empty: the nodes write their clients back and everything answers and delivers again."""
     a, b = nodes(own_redis, prefix, 2)
     alice, bob = await browsers(a), await browsers(b)
@@ -188,7 +210,9 @@ async def test_redis_restarted_empty_is_refilled(own_redis: RedisServer, prefix:
 
     await eventually(whole, timeout=30)
     for node in (a, b):
-        assert await eventually(lambda: call(node, "get_session", alice.client_id), timeout=5) == {"name": "Alice"}
+        assert await eventually(functools.partial(call, node, "get_session", alice.client_id), timeout=5) == {
+            "name": "Alice"
+        }
         assert await call(node, "get_client_id_by_uid", "alice") == [alice.client_id]
         assert sorted(await call(node, "get_all_client_id_list")) == sorted([alice.client_id, bob.client_id])
         assert await call(node, "get_uid_list_by_group", "room") == ["alice"]
@@ -202,7 +226,9 @@ async def test_redis_restarted_empty_is_refilled(own_redis: RedisServer, prefix:
     assert await alice.json() == {"type": "leave", "group": "room", "uid": None}
 
 
-async def test_two_prefixes_on_one_redis_do_not_meet(redis_server: RedisServer, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_two_prefixes_on_one_redis_do_not_meet(
+    redis_server: RedisServer, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """Two apps with different prefixes on one Redis see and reach only their own clients."""
     (first,) = nodes(redis_server, "appone:", 1)
     (second,) = nodes(redis_server, "apptwo:", 1)
@@ -222,7 +248,9 @@ async def test_two_prefixes_on_one_redis_do_not_meet(redis_server: RedisServer, 
     await one.nothing()
 
 
-async def test_workers_share_the_ports_as_one_cluster(redis_server: RedisServer, prefix: str, make_push_server: Any, browsers: Any) -> None:
+async def test_workers_share_the_ports_as_one_cluster(
+    redis_server: RedisServer, prefix: str, make_push_server: Any, browsers: Any
+) -> None:
     """``--workers 2`` serves clients from both processes, and any API call reaches all of them."""
     server = make_push_server("--redis-url", redis_server.url, "--redis-prefix", prefix, "--workers", "2").start()
     opened = []
@@ -265,7 +293,9 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-async def test_a_dead_worker_is_replaced(redis_server: RedisServer, prefix: str, make_push_server: Any, browsers: Any) -> None:
+async def test_a_dead_worker_is_replaced(
+    redis_server: RedisServer, prefix: str, make_push_server: Any, browsers: Any
+) -> None:
     """A worker killed outright is replaced by a new one, and its clients are reaped by the cluster."""
     server = make_push_server(
         "--redis-url", redis_server.url, "--redis-prefix", prefix, "--workers", "2", "--node-timeout", str(NODE_TIMEOUT)
@@ -289,7 +319,7 @@ async def test_a_dead_worker_is_replaced(redis_server: RedisServer, prefix: str,
             return True
         return message.type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
-    alive = {b.client_id for b, ok in zip(opened, await asyncio.gather(*map(survives, opened))) if ok}
+    alive = {b.client_id for b, ok in zip(opened, await asyncio.gather(*map(survives, opened)), strict=True) if ok}
     assert len(alive) < len(opened), "the killed worker held none of the clients"
 
     async def reaped() -> bool:
@@ -308,14 +338,19 @@ def test_workers_refuse_without_redis() -> None:
     """``--workers 2`` without Redis exits at once with a message saying why."""
     result = subprocess.run(
         [sys.executable, "-m", "push_server", "--workers", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT * 2,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 2,
         env={"PATH": "/usr/bin:/bin", "PUSH_SECRET": TEST_SECRET},
     )
     assert result.returncode != 0
     assert "PUSH_REDIS_URL" in result.stderr
 
 
-async def test_pushes_travel_only_to_the_nodes_of_their_recipients(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_pushes_travel_only_to_the_nodes_of_their_recipients(
+    redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """A push to a client, uid or group is published on the channels of the nodes holding recipients, no others."""
     import redis
 
@@ -343,7 +378,9 @@ async def test_pushes_travel_only_to_the_nodes_of_their_recipients(redis_server:
         watcher.close()
 
 
-async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_a_node_stalled_past_its_lease_writes_its_clients_back(
+    redis_server: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """A node frozen longer than the node timeout is reaped, then, awake again, puts its live clients back."""
     a, b = nodes(redis_server, prefix, 2, node_timeout=NODE_TIMEOUT)
     alice, bob = await browsers(a), await browsers(b)
@@ -374,7 +411,9 @@ async def test_a_node_stalled_past_its_lease_writes_its_clients_back(redis_serve
     assert await bob.text() == "welcome back"
 
 
-async def test_workers_stop_when_their_parent_dies(redis_server: RedisServer, prefix: str, make_push_server: Any) -> None:
+async def test_workers_stop_when_their_parent_dies(
+    redis_server: RedisServer, prefix: str, make_push_server: Any
+) -> None:
     """Workers whose parent is killed outright shut down rather than linger on the ports."""
     server = make_push_server("--redis-url", redis_server.url, "--redis-prefix", prefix, "--workers", "2").start()
     assert server.process is not None

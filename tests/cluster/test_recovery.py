@@ -6,7 +6,8 @@ import asyncio
 import concurrent.futures
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -105,7 +106,9 @@ async def test_a_node_that_never_comes_back_is_awaited_one_lease(
         assert await page.json() == RESTORED
 
 
-async def test_the_first_calls_after_recovery_succeed(own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_the_first_calls_after_recovery_succeed(
+    own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """Once a node says it is restored, concurrent API calls all succeed: no stale pooled connection answers 503."""
     (a,) = nodes(own_redis, prefix, 1)
     page = await browsers(a)
@@ -155,7 +158,9 @@ async def test_a_pipeline_that_raises_fails_every_request_of_its_tick(redis_serv
         await backend.stop()
 
 
-async def test_a_node_stopped_cleanly_is_not_awaited(own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any) -> None:
+async def test_a_node_stopped_cleanly_is_not_awaited(
+    own_redis: RedisServer, prefix: str, nodes: Callable[..., Any], browsers: Any
+) -> None:
     """A node that retired (SIGTERM) just before Redis lost everything is not waited for: the others answer at once."""
     a, b = nodes(own_redis, prefix, 2)  # node timeout 10 s: waiting for B would take that long
     alice, bob = await browsers(a), await browsers(b)

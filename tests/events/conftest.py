@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,8 +45,12 @@ def own_redis() -> Iterator[RedisServer]:
 def event_server(make_push_server: type[PushServerProcess], receiver: Receiver) -> Callable[..., PushServerProcess]:
     """A push server sending events to the receiver: ``event_server(*flags, redis=None, prefix=..)``."""
 
-    def start(*flags: str, redis: RedisServer | None = None, prefix: str = "push:", begin: bool = True) -> PushServerProcess:
-        cluster = ["--redis-url", redis.url, "--redis-prefix", prefix, "--node-timeout", str(NODE_TIMEOUT)] if redis else []
+    def start(
+        *flags: str, redis: RedisServer | None = None, prefix: str = "push:", begin: bool = True
+    ) -> PushServerProcess:
+        cluster = (
+            ["--redis-url", redis.url, "--redis-prefix", prefix, "--node-timeout", str(NODE_TIMEOUT)] if redis else []
+        )
         server = make_push_server(
             "--events-url", receiver.url, "--offline-grace", str(GRACE), "--events-timeout", "1", *cluster, *flags
         )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -57,7 +58,9 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.requests += 1
+        async with self._changed:  # tests wait on the count too (wait_for)
+            self.requests += 1
+            self._changed.notify_all()
         refused = push_protocol.verify_signature(
             self.secret,
             request.method,
@@ -92,7 +95,8 @@ class Receiver:
         return [e for e in self.unique() if e["type"] == kind and all(e.get(k) == v for k, v in fields.items())]
 
     async def wait_for(self, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-        """Wait until ``check()`` (over the events so far) is truthy; fail after ``timeout``."""
+        """Wait until ``check()`` (over the events and requests so far) is truthy; fail after ``timeout``."""
+
         async def until() -> Any:
             async with self._changed:
                 while not (result := check()):
@@ -102,7 +106,9 @@ class Receiver:
         try:
             return await asyncio.wait_for(until(), timeout)
         except asyncio.TimeoutError:
-            raise AssertionError(f"not received within {timeout}s; got {[(e['type'], e.get('uid') or e.get('group')) for e in self.unique()]}") from None
+            raise AssertionError(
+                f"not received within {timeout}s; got {[(e['type'], e.get('uid') or e.get('group')) for e in self.unique()]}"
+            ) from None
 
     async def wait_event(self, kind: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         """The first event of ``kind`` with these fields, waiting for it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from typing import Any
 
@@ -39,7 +40,7 @@ async def test_alternation_under_churn_on_two_nodes(
     await receiver.wait_for(lambda: transitions(receiver, "u")[-1:] == ["uid_offline"], timeout=GRACE + TIMEOUT)
     seen = transitions(receiver, "u")
     assert seen[0] == "uid_online"
-    assert all(a != b for a, b in zip(seen, seen[1:])), seen
+    assert all(a != b for a, b in itertools.pairwise(seen)), seen
     assert len(receiver.of("client_closed")) == 32
 
 
@@ -77,7 +78,9 @@ async def test_survivor_sends_a_killed_nodes_events(
     await receiver.wait_for(lambda: len(receiver.of("uid_online")) == 3)
     doomed.kill()
     for number, browser in enumerate(victims):
-        closed = await receiver.wait_event("client_closed", client_id=browser.client_id, timeout=NODE_TIMEOUT * 3 + TIMEOUT)
+        closed = await receiver.wait_event(
+            "client_closed", client_id=browser.client_id, timeout=NODE_TIMEOUT * 3 + TIMEOUT
+        )
         assert (closed["uid"], closed["groups"], closed["session"]) == (f"w{number}", ["doomed-room"], {"n": number})
     await receiver.wait_event("group_vacated", group="doomed-room")
     for number in range(3):
@@ -97,8 +100,7 @@ async def test_retries_after_500_and_a_hang(
     assert receiver.requests >= 1 and not receiver.events
     receiver.mode = "hang"
     failed = receiver.requests
-    while receiver.requests <= failed:
-        await asyncio.sleep(0.05)
+    await receiver.wait_for(lambda: receiver.requests > failed)
     receiver.mode = "ok"
     await receiver.wait_for(lambda: len(receiver.of("uid_online")) == 5, timeout=TIMEOUT * 3)
     assert sorted(e["uid"] for e in receiver.of("uid_online")) == [f"r{n}" for n in range(5)]
@@ -114,8 +116,8 @@ async def test_queued_events_survive_their_nodes_death(
     opened = [await browsers(doomed) for _ in range(4)]
     for number, browser in enumerate(opened):
         await call(doomed, "bind_uid", browser.client_id, f"q{number}")
-    while receiver.requests < 1:  # the doomed node is the sender and has failed at least once
-        await asyncio.sleep(0.05)
+    # The doomed node is the sender and has failed at least once.
+    await receiver.wait_for(lambda: receiver.requests >= 1, timeout=NODE_TIMEOUT * 2 + TIMEOUT)
     survivor = event_server(redis=redis_server, prefix=prefix)
     doomed.kill()
     receiver.mode = "ok"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -101,8 +103,6 @@ def test_lobby_shows_who_is_online_live(wired: tuple[Live, PushServerProcess]) -
             assert windows.dialogs == []
         finally:
             for context in windows.contexts:
-                try:
+                with contextlib.suppress(Exception):
                     context.close()
-                except Exception:
-                    pass
             chromium.close()

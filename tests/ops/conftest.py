@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+# The browser suite's fixtures, for test_admin_page.py (pytest finds fixtures by their name here;
+# imported into the test module itself, each test's parameter would redefine the import).
+from ..browser.conftest import browser, live, windows  # noqa: F401
 from ..servers import TIMEOUT
 
 
@@ -34,3 +38,12 @@ def wait_until(check: Callable[[], bool], timeout: float = TIMEOUT, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+async def until(check: Callable[[], bool], timeout: float = TIMEOUT, what: str = "condition") -> None:
+    """Like :func:`wait_until`, in a coroutine: ``check`` (blocking) runs in a thread, the loop keeps running."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

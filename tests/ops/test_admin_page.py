@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import WAIT_MS, Windows, browser, live, windows  # noqa: F401 - fixtures
+from tests.browser.conftest import WAIT_MS, Windows
 from tests.push.conftest import raw_handshake, read_frame
 from tests.web_app.live import HttpUser, Live
 

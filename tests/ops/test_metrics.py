@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
 import requests
 
 from ..push.conftest import masked_frame, raw_handshake, read_frame
-from ..servers import TIMEOUT, PushServerProcess, RedisServer, started_redis
+from ..servers import TIMEOUT, PushServerProcess, started_redis
 from ..ws_client import Browser
 from .conftest import metric, scrape, wait_until
 
@@ -80,23 +80,26 @@ def test_flooding_client_is_counted_as_dropped() -> None:
         while read_frame(sock)[0] != 0x8:
             pass
         sock.close()
-        wait_until(lambda: metric(node.api_url, "push_clients_dropped_total", reason="flood") == 1, what="flood counted")
+        wait_until(
+            lambda: metric(node.api_url, "push_clients_dropped_total", reason="flood") == 1, what="flood counted"
+        )
 
 
 def test_healthz_follows_redis() -> None:
     """/healthz is 200 with Redis, 503 while Redis is stopped, and 200 again once it is back."""
-    with started_redis() as redis_server:
-        with PushServerProcess("--redis-url", redis_server.url) as node:
-            health = lambda: requests.get(node.api_url + "/healthz", timeout=TIMEOUT).status_code  # noqa: E731
-            wait_until(lambda: health() == 200, what="healthy")
-            redis_server.stop()
-            wait_until(lambda: health() == 503, timeout=TIMEOUT * 3, what="503 while Redis is away")
-            assert metric(node.api_url, "push_up") == 0
-            redis_server.start()
-            wait_until(lambda: health() == 200, timeout=TIMEOUT * 4, what="200 after Redis is back")
-            assert metric(node.api_url, "push_redis_round_trips_total") > 0
-            # A lease is renewed every third of the node timeout: wait for one.
-            wait_until(lambda: metric(node.api_url, "push_lease_renewals_total") > 0, timeout=TIMEOUT * 3, what="a lease renewal")
+    with started_redis() as redis_server, PushServerProcess("--redis-url", redis_server.url) as node:
+        health = lambda: requests.get(node.api_url + "/healthz", timeout=TIMEOUT).status_code  # noqa: E731
+        wait_until(lambda: health() == 200, what="healthy")
+        redis_server.stop()
+        wait_until(lambda: health() == 503, timeout=TIMEOUT * 3, what="503 while Redis is away")
+        assert metric(node.api_url, "push_up") == 0
+        redis_server.start()
+        wait_until(lambda: health() == 200, timeout=TIMEOUT * 4, what="200 after Redis is back")
+        assert metric(node.api_url, "push_redis_round_trips_total") > 0
+        # A lease is renewed every third of the node timeout: wait for one.
+        wait_until(
+            lambda: metric(node.api_url, "push_lease_renewals_total") > 0, timeout=TIMEOUT * 3, what="a lease renewal"
+        )
 
 
 def test_slow_client_is_counted_as_dropped() -> None:

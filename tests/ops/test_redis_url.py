@@ -18,7 +18,10 @@ def test_sentinel_url_parts() -> None:
     parsed = parse_redis_url("redis+sentinel://:s%40cret@10.0.0.5:26380,sentinel-b,[::1]:26381/webchat/2")
     assert parsed == SentinelUrl(
         sentinels=(("10.0.0.5", 26380), ("sentinel-b", 26379), ("::1", 26381)),
-        service_name="webchat", db=2, username=None, password="s@cret",
+        service_name="webchat",
+        db=2,
+        username=None,
+        password="s@cret",
     )
     assert safe_url("redis+sentinel://:s%40cret@10.0.0.5/webchat") == "redis+sentinel://***@10.0.0.5/webchat"
 

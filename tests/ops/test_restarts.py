@@ -37,9 +37,9 @@ async def test_rolling_restart_refuses_no_connection() -> None:
                         try:
                             ws = await session.ws_connect(server.ws_url)
                             first = await ws.receive(timeout=TIMEOUT)
-                            if first.type == aiohttp.WSMsgType.TEXT and '"init"' in first.data:
-                                attempts.append("ok")
-                            elif first.type == aiohttp.WSMsgType.CLOSE and first.data == 1001:
+                            if (first.type == aiohttp.WSMsgType.TEXT and '"init"' in first.data) or (
+                                first.type == aiohttp.WSMsgType.CLOSE and first.data == 1001
+                            ):
                                 attempts.append("ok")
                             else:
                                 attempts.append(f"unexpected {first}")
@@ -62,7 +62,9 @@ async def test_rolling_restart_refuses_no_connection() -> None:
                     message = await client.ws.receive(timeout=TIMEOUT * 4)
                     while message.type == aiohttp.WSMsgType.TEXT:
                         message = await client.ws.receive(timeout=TIMEOUT * 4)
-                    codes.append(message.data if message.type == aiohttp.WSMsgType.CLOSE else (message.type, message.data))
+                    codes.append(
+                        message.data if message.type == aiohttp.WSMsgType.CLOSE else (message.type, message.data)
+                    )
                 rolling = False
                 await prober
                 assert codes == [1001] * CLIENTS
@@ -73,7 +75,7 @@ async def test_rolling_restart_refuses_no_connection() -> None:
                 assert _workers(parent) == new_workers
                 for pid in new_workers:
                     # Fresh interpreters (multiprocessing's spawn), so they run the code now on disk.
-                    assert b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                    assert b"spawn_main" in await asyncio.to_thread(Path(f"/proc/{pid}/cmdline").read_bytes)
                 for browser in back:
                     await browser.close()
         finally:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import aiohttp
 import pytest
@@ -37,9 +36,22 @@ class SentinelSetup:
 
     def _redis(self, name: str, port: int, *extra: str) -> None:
         self.processes[name] = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(port, process=self.processes[name])
 
@@ -47,7 +59,11 @@ class SentinelSetup:
         self._redis("master", self.master_port)
         self._redis("replica", self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
         replica = redis.Redis(port=self.replica_port)
-        wait_until(lambda: replica.info("replication")["master_link_status"] == "up", timeout=TIMEOUT * 4, what="replica linked")
+        wait_until(
+            lambda: replica.info("replication")["master_link_status"] == "up",
+            timeout=TIMEOUT * 4,
+            what="replica linked",
+        )
         config = self.dir / "sentinel.conf"
         config.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.dir}\n"
@@ -60,11 +76,13 @@ class SentinelSetup:
         )
         wait_for_port(self.sentinel_port, process=self.processes["sentinel"])
         sentinel = redis.Redis(port=self.sentinel_port)
-        wait_until(lambda: len(sentinel.sentinel_slaves(SERVICE)) == 1, timeout=TIMEOUT * 4, what="sentinel knows the replica")
+        wait_until(
+            lambda: len(sentinel.sentinel_slaves(SERVICE)) == 1, timeout=TIMEOUT * 4, what="sentinel knows the replica"
+        )
         return self
 
     def master_port_now(self) -> int:
-        host, port = redis.Redis(port=self.sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
+        _, port = redis.Redis(port=self.sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
         return int(port)
 
     def kill(self, name: str) -> None:
@@ -110,7 +128,9 @@ async def test_push_server_follows_failover(sentinel: SentinelSetup) -> None:
                 push.bind_uid(browser.client_id, f"u{index}")
                 push.join_group(browser.client_id, "room")
             sentinel.kill("master")
-            wait_until(lambda: sentinel.master_port_now() == sentinel.replica_port, timeout=TIMEOUT * 4, what="failover")
+            wait_until(
+                lambda: sentinel.master_port_now() == sentinel.replica_port, timeout=TIMEOUT * 4, what="failover"
+            )
             wait_until(lambda: health() == 200, timeout=TIMEOUT * 4, what="node healthy on the new master")
             assert push.get_all_client_count() == 4
             assert sorted(push.get_uid_list_by_group("room")) == ["u0", "u1", "u2", "u3"]
@@ -135,8 +155,11 @@ def test_web_app_sessions_through_sentinel(sentinel: SentinelSetup, tmp_path: Pa
     client = app.test_client()
     page = client.get("/register")
     token = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-    answer = client.post("/register", json={"name": "sentinel-user", "password": "correct horse battery"},
-                         headers={"X-CSRFToken": token, "Accept": "application/json"})
+    answer = client.post(
+        "/register",
+        json={"name": "sentinel-user", "password": "correct horse battery"},
+        headers={"X-CSRFToken": token, "Accept": "application/json"},
+    )
     assert answer.status_code == 200, answer.text
     assert redis.Redis(port=sentinel.master_port).keys("webchat:session:*")
     assert client.get("/", headers={"Accept": "application/json"}).status_code == 200  # still logged in

@@ -14,7 +14,11 @@ def push_server(*args: str, secret: str = TEST_SECRET) -> subprocess.CompletedPr
     """Run the push-server command with ``args`` and the test secret; its exit code and output."""
     return subprocess.run(
         [sys.executable, "-m", "push_server", *args],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "PUSH_SECRET": secret}, capture_output=True, text=True, timeout=TIMEOUT * 4,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PUSH_SECRET": secret},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 4,
     )
 
 
@@ -61,16 +65,37 @@ def test_status_says_why_it_cannot_reach_the_api() -> None:
 
 def test_check_config_accepts_good_settings_and_names_bad_ones() -> None:
     """--check-config exits 0 on good settings (secret hidden), 1 naming the problem otherwise."""
-    good = push_server("--check-config", "--ws-port", str(free_port()), "--api-port", str(free_port()),
-                       "--redis-url", "redis+sentinel://:pw@127.0.0.1:26379,127.0.0.2/mymaster/1")
+    good = push_server(
+        "--check-config",
+        "--ws-port",
+        str(free_port()),
+        "--api-port",
+        str(free_port()),
+        "--redis-url",
+        "redis+sentinel://:pw@127.0.0.1:26379,127.0.0.2/mymaster/1",
+    )
     assert good.returncode == 0, good.stderr
     assert "configuration OK" in good.stdout
     assert TEST_SECRET not in good.stdout and ":pw@" not in good.stdout
     short = push_server("--check-config", secret="short")
     assert short.returncode == 1 and "PUSH_SECRET is too short" in short.stderr
-    bad_url = push_server("--check-config", "--ws-port", str(free_port()), "--api-port", str(free_port()),
-                          "--redis-url", "redis+sentinel://127.0.0.1:26379")
+    bad_url = push_server(
+        "--check-config",
+        "--ws-port",
+        str(free_port()),
+        "--api-port",
+        str(free_port()),
+        "--redis-url",
+        "redis+sentinel://127.0.0.1:26379",
+    )
     assert bad_url.returncode == 1 and "service_name" in bad_url.stderr
-    too_many = push_server("--check-config", "--ws-port", str(free_port()), "--api-port", str(free_port()),
-                           "--max-connections", "100000000")
+    too_many = push_server(
+        "--check-config",
+        "--ws-port",
+        str(free_port()),
+        "--api-port",
+        str(free_port()),
+        "--max-connections",
+        "100000000",
+    )
     assert too_many.returncode == 1 and "PUSH_MAX_CONNECTIONS" in too_many.stderr

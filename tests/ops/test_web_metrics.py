@@ -24,7 +24,9 @@ def login_count(url: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "webchat_http_requests_total" and sample.labels == {
-                "endpoint": "auth.login", "method": "GET", "status": "200"
+                "endpoint": "auth.login",
+                "method": "GET",
+                "status": "200",
             }:
                 return sample.value
     return 0.0
@@ -39,12 +41,18 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SECRET_KEY": "web-metrics-test",
-        "WEBCHAT_INSTANCE_PATH": str(tmp_path / "instance"), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SECRET_KEY": "web-metrics-test",
+        "WEBCHAT_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     server = subprocess.Popen(
         [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", "2", "web_app:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port, timeout=TIMEOUT * 3, process=server)

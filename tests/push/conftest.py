@@ -78,7 +78,9 @@ async def browsers(server: PushServerProcess) -> AsyncIterator[Any]:
             await browser.close()
 
 
-def raw_handshake(port: int, path: str = "/ws", headers: str = "", rcvbuf: int | None = None) -> tuple[socket.socket, bytes]:
+def raw_handshake(
+    port: int, path: str = "/ws", headers: str = "", rcvbuf: int | None = None
+) -> tuple[socket.socket, bytes]:
     """Open a WebSocket by hand (for clients that misbehave); return the socket and the reply head."""
     sock = socket.socket()
     if rcvbuf is not None:

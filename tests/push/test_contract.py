@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -451,6 +452,8 @@ async def test_an_idempotency_key_is_claimed_only_by_a_valid_request(server: Any
     args = {"client_id": browser.client_id, "message": {"text": "applied"}, "idempotency_key": key}
     await call(signed_call, server, path, args)
     assert (await browser.receive()).data == "applied"
+
+
 # -- idempotency keys and nodes through both clients --------------------------------------
 
 

@@ -41,7 +41,7 @@ def close_code(sock: socket.socket) -> int | None:
             opcode, payload = read_frame(sock)
             if opcode == 0x8:
                 return int(struct.unpack("!H", payload[:2])[0])
-    except (ConnectionError, socket.timeout):
+    except (TimeoutError, ConnectionError):
         return None
 
 
@@ -55,10 +55,18 @@ def init_of(sock: socket.socket) -> dict[str, Any]:
 def server() -> Any:
     """A server with a fast heartbeat, an origin list and tight abuse limits."""
     with PushServerProcess(
-        "--heartbeat-interval", "0.3", "--heartbeat-timeout", "1.0",
-        "--allowed-origins", "https://chat.example,http://localhost:5000",
-        "--max-frame-bytes", "4096", "--max-client-frames-per-second", "20",
-        "--max-message-fragments", "5",
+        "--heartbeat-interval",
+        "0.3",
+        "--heartbeat-timeout",
+        "1.0",
+        "--allowed-origins",
+        "https://chat.example,http://localhost:5000",
+        "--max-frame-bytes",
+        "4096",
+        "--max-client-frames-per-second",
+        "20",
+        "--max-message-fragments",
+        "5",
     ) as process:
         yield process
 
@@ -68,7 +76,7 @@ def server() -> Any:
 
 def test_other_paths_and_plain_http_are_refused(server: PushServerProcess) -> None:
     """Only /ws upgrades; any other path is 404 and a non-WebSocket request 426."""
-    sock, head = raw_handshake(server.ws_port, path="/elsewhere")
+    _sock, head = raw_handshake(server.ws_port, path="/elsewhere")
     assert head.startswith(b"HTTP/1.1 404")
     plain = socket.create_connection(("127.0.0.1", server.ws_port), timeout=TIMEOUT)
     plain.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -310,7 +318,9 @@ def test_close_reason_must_be_utf8(server: PushServerProcess) -> None:
     """A close reason that is not UTF-8 is answered 1007."""
     sock, _ = raw_handshake(server.ws_port)
     init_of(sock)
-    sock.sendall(masked_frame(0x8, struct.pack("!H", 1000) + b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"))
+    sock.sendall(
+        masked_frame(0x8, struct.pack("!H", 1000) + b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80")
+    )
     assert close_code(sock) == 1007
 
 
@@ -354,7 +364,7 @@ def test_pages_may_send_pongs_and_are_not_disturbed(server: PushServerProcess) -
     push = server.client()
     push.send_to_client(client_id, "still here")
     while True:
-        opcode, payload = read_frame(sock)
+        _, payload = read_frame(sock)
         if payload == b"still here":
             return
 
@@ -430,7 +440,12 @@ def test_refuses_to_start_without_a_secret() -> None:
     from ..servers import ROOT
 
     result = subprocess.run(
-        [sys.executable, "-m", "push_server"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "push_server"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "PUSH_SECRET" in result.stderr
@@ -449,7 +464,11 @@ def test_secret_comes_from_a_file_never_argv(make_push_server: Any, tmp_path: An
     assert server.client().get_all_client_count() == 0
     result = subprocess.run(
         [sys.executable, "-m", "push_server", "--secret", TEST_SECRET],
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=30,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0 and "--secret" in result.stderr
 

@@ -11,7 +11,7 @@ from push_server.websocket.reader import MessageReader
 class Recorder(MessageReader):
     """Collects ``(kind, ...)`` events; ``error`` is the close code of the ProtocolError that ended it."""
 
-    __slots__ = ("events", "error")
+    __slots__ = ("error", "events")
 
     def __init__(self) -> None:
         super().__init__()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 from hypothesis import strategies as st
@@ -9,7 +10,27 @@ from hypothesis import strategies as st
 from .test_frames import client_frame
 
 #: Close codes worth trying: valid ones, reserved ones, out of range.
-CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999, 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]
+CLOSE_CODES = [
+    1000,
+    1001,
+    1002,
+    1003,
+    1007,
+    1011,
+    1014,
+    3000,
+    4999,
+    0,
+    999,
+    1004,
+    1005,
+    1006,
+    1015,
+    1016,
+    2999,
+    5000,
+    65535,
+]
 
 
 @st.composite
@@ -60,4 +81,4 @@ def split(draw: st.DrawFn, data: bytes) -> list[bytes]:
     """``data`` cut at arbitrary points."""
     cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=20)))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]

@@ -10,7 +10,9 @@ import pytest
 from push_server.websocket import frames
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True, length: int | None = None) -> bytes:
+def client_frame(
+    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True, length: int | None = None
+) -> bytes:
     """A client frame as a browser sends it (masked), or broken on purpose."""
     first = (0x80 if fin else 0) | rsv << 4 | opcode
     size = len(payload) if length is None else length

@@ -48,13 +48,37 @@ def test_random_bytes_raise_only_documented_errors(data: st.DataObject, noise: b
 
 
 @FUZZ
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.lists(st.sampled_from([
-        "GET", "POST", " ", "/ws", "//[", "?token=a", "HTTP/1.1", "\r\n", ":", "Host", "Upgrade", "websocket",
-        "Connection", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version", "13", "\x00", "\xe9",
-    ]), max_size=40).map(lambda parts: "".join(parts).encode("latin-1")),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.lists(
+            st.sampled_from(
+                [
+                    "GET",
+                    "POST",
+                    " ",
+                    "/ws",
+                    "//[",
+                    "?token=a",
+                    "HTTP/1.1",
+                    "\r\n",
+                    ":",
+                    "Host",
+                    "Upgrade",
+                    "websocket",
+                    "Connection",
+                    "Sec-WebSocket-Key",
+                    "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version",
+                    "13",
+                    "\x00",
+                    "\xe9",
+                ]
+            ),
+            max_size=40,
+        ).map(lambda parts: "".join(parts).encode("latin-1")),
+    )
+)
 def test_handshake_parser_raises_only_handshake_errors(head: bytes) -> None:
     """Any request head parses or is refused with a HandshakeError (4xx/5xx), never another exception."""
     try:

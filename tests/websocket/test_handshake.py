@@ -7,8 +7,13 @@ import pytest
 from push_server.websocket import handshake
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-GOOD_HEADERS = ["Host: chat.example", "Upgrade: websocket", "Connection: keep-alive, Upgrade",
-                f"Sec-WebSocket-Key: {KEY}", "Sec-WebSocket-Version: 13"]
+GOOD_HEADERS = [
+    "Host: chat.example",
+    "Upgrade: websocket",
+    "Connection: keep-alive, Upgrade",
+    f"Sec-WebSocket-Key: {KEY}",
+    "Sec-WebSocket-Version: 13",
+]
 
 
 def head(request_line: str = "GET /ws?token=abc&x=1&x=2&empty= HTTP/1.1", headers: list[str] | None = None) -> bytes:
@@ -54,10 +59,30 @@ def test_a_browser_upgrade_parses() -> None:
         (head(headers=[*without("Sec-WebSocket-Key"), "Sec-WebSocket-Key: c2hvcnQ="]), 400),
         (head(headers=[*without("Sec-WebSocket-Key"), "Sec-WebSocket-Key: \xe9\xe9"]), 400),
     ],
-    ids=["no-version", "double-space", "empty", "post", "http-1.0", "relative-target", "control-in-target",
-         "unclosed-ipv6", "no-colon", "empty-name", "folded", "space-in-name", "newline-in-value", "no-host",
-         "no-upgrade", "no-connection", "no-version-header", "version-8", "no-key", "key-not-base64",
-         "key-too-short", "key-not-ascii"],
+    ids=[
+        "no-version",
+        "double-space",
+        "empty",
+        "post",
+        "http-1.0",
+        "relative-target",
+        "control-in-target",
+        "unclosed-ipv6",
+        "no-colon",
+        "empty-name",
+        "folded",
+        "space-in-name",
+        "newline-in-value",
+        "no-host",
+        "no-upgrade",
+        "no-connection",
+        "no-version-header",
+        "version-8",
+        "no-key",
+        "key-not-base64",
+        "key-too-short",
+        "key-not-ascii",
+    ],
 )
 def test_every_refusal_has_its_status(data: bytes, status: int) -> None:
     """Each malformed or non-WebSocket request is refused with its HTTP status, and the reason quotes nothing."""

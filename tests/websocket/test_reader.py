@@ -17,23 +17,39 @@ TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 def test_messages_and_control_frames_in_one_read() -> None:
     """Whole text and binary messages, pings and pongs come out in order from one read."""
-    data = client_frame(TEXT, "héllo".encode()) + client_frame(PING, b"p") + client_frame(BINARY, b"\x00\xff") + client_frame(PONG, b"")
+    data = (
+        client_frame(TEXT, "héllo".encode())
+        + client_frame(PING, b"p")
+        + client_frame(BINARY, b"\x00\xff")
+        + client_frame(PONG, b"")
+    )
     assert Recorder().feed_all([data]).events == [
-        ("message", TEXT, "héllo".encode()), ("ping", b"p"), ("message", BINARY, b"\x00\xff"), ("pong", b""),
+        ("message", TEXT, "héllo".encode()),
+        ("ping", b"p"),
+        ("message", BINARY, b"\x00\xff"),
+        ("pong", b""),
     ]
 
 
 def test_fragmented_message_with_a_ping_between() -> None:
     """Fragments are joined into one message; a control frame between them is handled at once."""
-    data = client_frame(TEXT, b"he", fin=False) + client_frame(PING, b"!") + client_frame(CONT, b"", fin=False) + client_frame(CONT, b"llo")
+    data = (
+        client_frame(TEXT, b"he", fin=False)
+        + client_frame(PING, b"!")
+        + client_frame(CONT, b"", fin=False)
+        + client_frame(CONT, b"llo")
+    )
     assert Recorder().feed_all([data]).events == [("ping", b"!"), ("message", TEXT, b"hello")]
 
 
 def test_close_ends_parsing() -> None:
     """After a close frame nothing more is parsed, in this read or the next."""
-    reader = Recorder().feed_all([
-        client_frame(CLOSE, struct.pack("!H", 1001) + b"bye") + client_frame(TEXT, b"late"), client_frame(TEXT, b"later"),
-    ])
+    reader = Recorder().feed_all(
+        [
+            client_frame(CLOSE, struct.pack("!H", 1001) + b"bye") + client_frame(TEXT, b"late"),
+            client_frame(TEXT, b"later"),
+        ]
+    )
     assert reader.events == [("close", 1001, "bye")]
     assert reader.buffered == 0
 
@@ -49,7 +65,15 @@ def test_close_ends_parsing() -> None:
         (client_frame(CLOSE, struct.pack("!H", 1005)), 1002),
         (client_frame(CLOSE, struct.pack("!H", 1000) + b"\xff"), 1007),
     ],
-    ids=["orphan-continuation", "text-inside-fragmented", "bad-utf8", "truncated-utf8-at-end", "1-byte-close", "close-1005", "close-bad-reason"],
+    ids=[
+        "orphan-continuation",
+        "text-inside-fragmented",
+        "bad-utf8",
+        "truncated-utf8-at-end",
+        "1-byte-close",
+        "close-1005",
+        "close-bad-reason",
+    ],
 )
 def test_protocol_errors(data: bytes, code: int) -> None:
     """Each broken message raises the close code RFC 6455 asks for."""
@@ -79,9 +103,15 @@ def test_fragments_are_capped_and_empty_ones_count() -> None:
 
 def test_running_total_refuses_a_continuation_from_its_header() -> None:
     """A continuation that would take the message past max_size closes 1009 as soon as its header arrives."""
-    reader = Recorder().feed_all([client_frame(BINARY, b"x" * 60, fin=False), client_frame(CONT, b"y" * 41)[:2]], max_size=100)
+    reader = Recorder().feed_all(
+        [client_frame(BINARY, b"x" * 60, fin=False), client_frame(CONT, b"y" * 41)[:2]], max_size=100
+    )
     assert reader.error == 1009
-    assert Recorder().feed_all([client_frame(BINARY, b"x" * 60, fin=False) + client_frame(CONT, b"y" * 40)], max_size=100).events
+    assert (
+        Recorder()
+        .feed_all([client_frame(BINARY, b"x" * 60, fin=False) + client_frame(CONT, b"y" * 40)], max_size=100)
+        .events
+    )
 
 
 def test_frame_hook_may_refuse() -> None:
