@@ -85,6 +85,7 @@ async def _run_push_side(app: web.Application) -> AsyncIterator[None]:
     await backend.start(connections)
     backend.events = events = make_events(config, backend)
     if events is not None:
+        metrics.set_events_pending(events.pending)
         await events.start()
     loop = asyncio.get_running_loop()
     context = ListenerContext(config, backend, connections)

@@ -71,6 +71,9 @@ class Sender:
         self.delivered = 0
         self.given_up = 0
         self._last_depth_log = 0.0
+        #: The queue's depth when last read (push_events_pending reads it at scrape time).
+        self.depth = 0
+        self._depth_read_at = 0.0
 
     def wake(self) -> None:
         """Events were queued: look now instead of at the next poll."""
@@ -144,6 +147,7 @@ class Sender:
         log.warning(
             "events: %s answered %s for %d event(s); retrying", self.url_for_logs, status or "nothing", len(batch)
         )
+        await self._log_depth()
         if now - self._failing_since >= self.config.events_retry_s:
             stale = [event.key for event in batch if now - event.queued_at >= self.config.events_retry_s]
             if stale:
@@ -176,14 +180,16 @@ class Sender:
             await self.store.lead(self.node, ttl)
 
     async def _log_depth(self) -> None:
+        # Read at most once a second (the metric's freshness); logged every DEPTH_LOG_EVERY.
         now = time.monotonic()
-        if now - self._last_depth_log < DEPTH_LOG_EVERY:
+        if now - self._depth_read_at < 1.0:
             return
-        self._last_depth_log = now
+        self._depth_read_at = now
         with contextlib.suppress(EventsUnavailable):
-            depth = await self.store.depth()
-            if depth:
-                log.info("events: %d waiting, %d delivered since start", depth, self.delivered)
+            self.depth = await self.store.depth()
+        if self.depth and now - self._last_depth_log >= DEPTH_LOG_EVERY:
+            self._last_depth_log = now
+            log.info("events: %d waiting, %d delivered since start", self.depth, self.delivered)
 
     async def finish(self, durable: bool) -> None:
         """At shutdown: a memory queue gets a short last chance; a Redis queue stays for the others."""

@@ -122,6 +122,10 @@ class Events:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    def pending(self) -> int:
+        """Events waiting: this node's outbox plus the queue as its sender last read it."""
+        return len(self._outbox) + self.sender.depth
+
     async def start(self) -> None:
         await self.store.start()
         loop = asyncio.get_running_loop()

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from ..scrape import metric
 from ..servers import TIMEOUT
+from ..waiting import until
 from .conftest import GRACE, NODE_TIMEOUT, call
 from .receiver import Receiver
 
@@ -90,14 +92,19 @@ async def test_survivor_sends_a_killed_nodes_events(
 async def test_retries_after_500_and_a_hang(
     event_server: Any, redis_server: Any, prefix: str, browsers: Any, receiver: Receiver
 ) -> None:
-    """A receiver that answers 500, then hangs, then recovers gets every event (deduplicated by id), none lost."""
+    """A receiver that answers 500, then hangs, then recovers gets every event (deduplicated by id), none lost.
+
+    Meanwhile the node's push_events_pending gauge shows them waiting, and drops to 0 once they are delivered.
+    """
     receiver.mode = "fail"
     server = event_server(redis=redis_server, prefix=prefix)
     opened = [await browsers(server) for _ in range(5)]
     for number, browser in enumerate(opened):
         await call(server, "bind_uid", browser.client_id, f"r{number}")
-    await asyncio.sleep(0.5)
-    assert receiver.requests >= 1 and not receiver.events
+    await receiver.wait_for(lambda: receiver.requests >= 2, timeout=TIMEOUT * 3)
+    assert not receiver.events
+    pending = lambda: metric(server.api_url, "push_events_pending")  # noqa: E731
+    await until(lambda: pending() >= 5, timeout=TIMEOUT * 3, what="5 events pending")
     receiver.mode = "hang"
     failed = receiver.requests
     await receiver.wait_for(lambda: receiver.requests > failed)
@@ -105,6 +112,7 @@ async def test_retries_after_500_and_a_hang(
     await receiver.wait_for(lambda: len(receiver.of("uid_online")) == 5, timeout=TIMEOUT * 3)
     assert sorted(e["uid"] for e in receiver.of("uid_online")) == [f"r{n}" for n in range(5)]
     assert len({e["id"] for e in receiver.events}) == len(receiver.unique())
+    await until(lambda: pending() == 0, timeout=TIMEOUT * 3, what="nothing pending")
 
 
 async def test_queued_events_survive_their_nodes_death(
