@@ -18,9 +18,9 @@ from aiohttp import web
 
 from . import api, metrics
 from .api.auth import ClaimStore, MemoryClaims
-from .events import make_events
 from .backends.base import Backend
 from .config import Config
+from .events import make_events
 from .websocket import frames
 from .websocket.connections import Connections
 from .websocket.listener import ClientConnection, ListenerContext
@@ -55,8 +55,8 @@ def make_claims(config: Config, backend: Backend) -> ClaimStore:
         from .backends.redis import RedisBackend
 
         if isinstance(backend, RedisBackend):
-            # Its SET NX PX (with a local fallback while Redis is away) is a ClaimStore.
-            return backend
+            # SET NX PX (with a local fallback while Redis is away): backends/redis/claims.py.
+            return backend.claims
     return MemoryClaims()
 
 
