@@ -71,7 +71,7 @@ async def test_a_not_whole_note_stops_answers_until_waiting_is_empty(redis_serve
         await redis.zadd(prefix + "waiting", {"ghost": seconds * 1000 + 60_000})
         await redis.publish(format.all_channel(prefix), format.encode(format.NOT_WHOLE, []))
         await _in_state(backend, State.WAITING)
-        with pytest.raises(BackendUnavailable, match="not whole yet.*ghost"):
+        with pytest.raises(BackendUnavailable, match=r"not whole yet.*ghost"):
             await backend.send_to_group(["room"], b"frame")
         # The node still does its own upkeep meanwhile.
         assert await backend.gate.internal("gate") == [b"ghost"]

@@ -33,7 +33,8 @@ The modules, python-socketio's manager split (each testable alone):
   against the cluster's epoch, the script; knows nothing of what commands mean;
 - :mod:`.format` — the one-letter messages nodes publish to each other (the
   table of kinds), and the script's argument encodings;
-- :mod:`.lua` — the Lua script every state change runs, with the key table;
+- :mod:`.lua` — the Lua script every state change runs, with the key table
+  (its membership branches in :mod:`.lua_membership`, spliced in: one script);
 - :mod:`.gate` — where the node stands (one :class:`~.gate.State`) and which
   commands may run in it;
 - :mod:`.membership` — the supervisor: connection, the whole-cluster gate,

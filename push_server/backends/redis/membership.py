@@ -9,11 +9,9 @@ One supervisor task per node keeps it in the cluster:
 - **Lease and reaping.** It renews ``lease:N`` every third of the node timeout
   and sweeps for expired leases (:mod:`.reaping`).
 - **Write-back.** On every (re)connection it writes the node's clients back
-  (:mod:`.resync`) before it answers API calls again.
-- **The whole-cluster gate.** After Redis lost its state, no node answers
-  until every node that held clients has written them back (``waiting``).
-- **Pages are told**: ``resync`` frames when the node loses Redis and when it
-  answers again.
+  (:mod:`.resync`); after Redis lost its state no node answers until every
+  node that held clients has done so (``waiting``). Pages get ``resync``
+  frames when the node loses Redis and when it answers again.
 
 Where the node stands is one value, :class:`~.gate.State` (in :mod:`.gate`,
 with the commands each state lets through), moved forward by these steps
