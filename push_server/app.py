@@ -55,8 +55,8 @@ def make_claims(config: Config, backend: Backend) -> ClaimStore:
         from .backends.redis import RedisBackend
 
         if isinstance(backend, RedisBackend):
-            # Its SET NX PX (with a local fallback while Redis is away) is a ClaimStore.
-            return backend
+            # SET NX PX (with a local fallback while Redis is away): backends/redis/claims.py.
+            return backend.claims
     return MemoryClaims()
 
 

@@ -1,6 +1,6 @@
 """The events' Lua script: presence transitions and the queue, decided atomically in Redis.
 
-Separate from :mod:`push_server.backends.redis_lua` on purpose: it only *reads*
+Separate from :mod:`push_server.backends.redis.lua` on purpose: it only *reads*
 the backend's indexes (``P u:UID``, ``P g:G``, ``P cu:CID``, ``P cg:CID``,
 ``P s:CID``, ``P clients``, ``P nodes``, ``P reap:N``) and keeps its own keys
 under ``P ev:``. Each operation compares the backend's truth with the state the

@@ -1,4 +1,9 @@
-"""Commands to Redis: one pipeline per event-loop tick, each checked against the cluster's epoch.
+"""The node's connection to Redis: one pipeline per event-loop tick, each checked against the cluster's epoch.
+
+:class:`Transport` is everything the membership and the operations send
+through: the client (with its short timeouts and no silent retries), the tick
+pipeline, and the one Lua script (:mod:`.lua`). It knows nothing of what the
+commands mean.
 
 Commands are not sent one by one: every command issued in one event-loop tick
 goes out in one pipeline (one round trip, one write), in the order issued.
@@ -18,17 +23,24 @@ an answer: no request may hang.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import metrics
-from .base import BackendUnavailable
-from .redis_lua import SCRIPT
+import webchat_redis
+
+from ... import metrics
+from ..base import BackendUnavailable
+from .format import text
+from .lua import SCRIPT
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +83,13 @@ class TickPipeline:
                 # Redis restarted under us and lost the script: load it and
                 # run again what failed (a NOSCRIPT command did nothing).
                 await self._redis.script_load(SCRIPT)
-                again = [(item, index) for index, (item, result) in enumerate(zip(batch, results)) if isinstance(result, NoScriptError)]
+                again = [
+                    (item, index)
+                    for index, (item, result) in enumerate(zip(batch, results, strict=False))
+                    if isinstance(result, NoScriptError)
+                ]
                 epoch, redone = await self._send([item for item, _ in again])
-                for (_, index), result in zip(again, redone):
+                for (_, index), result in zip(again, redone, strict=False):
                     results[index] = result
             if epoch != self.epoch:
                 # This Redis is not the one this node joined: it lost its state
@@ -81,7 +97,9 @@ class TickPipeline:
                 # Its answers would undercount, so none is given; the
                 # owner reconnects and writes the state back.
                 self._on_stale()
-                results = [BackendUnavailable("Redis lost the cluster's state; this node is writing its clients back")] * len(batch)
+                results = [
+                    BackendUnavailable("Redis lost the cluster's state; this node is writing its clients back")
+                ] * len(batch)
         except BaseException as exc:
             # Whatever went wrong (Redis, the network, a bad argument, a bug),
             # every request of this tick gets an answer: none may hang.
@@ -123,8 +141,93 @@ class TickPipeline:
         for args, _ in batch:
             pipe.execute_command(*args)
         epoch, *results = await pipe.execute(raise_on_error=False)
-        return ("" if epoch is None or isinstance(epoch, Exception) else _text(epoch)), results
+        return ("" if epoch is None or isinstance(epoch, Exception) else text(epoch)), results
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+#: A Redis command that gets no answer within this long counts as failed: the
+#: API must answer 503 within 2 s of an outage, not hang.
+COMMAND_TIMEOUT = 1.0
+
+
+class Transport:
+    """The client, the tick pipeline and the script: how this node talks to Redis."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.prefix = prefix
+        self.redis: aioredis.Redis = webchat_redis.async_client(  # redis:// or redis+sentinel://
+            url,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            # No silent retries: an outage must surface at once as a 503, and
+            # the supervisor (not each command) decides when Redis is back.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._script = self.redis.register_script(SCRIPT)
+        self._script_sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
+        #: Set when a command finds Redis in another epoch: the membership reconnects at once.
+        self.stale = asyncio.Event()
+        self.pipe = TickPipeline(self.redis, prefix + "epoch", self.stale.set)
+
+    def key(self, *parts: str) -> str:
+        """A key under this cluster's prefix."""
+        return self.prefix + "".join(parts)
+
+    def enqueue(self, *args: Any) -> asyncio.Future[Any]:
+        """One command in this tick's pipeline (see :class:`TickPipeline`)."""
+        return self.pipe.enqueue(*args)
+
+    def script(self, op: str, *args: str | bytes) -> asyncio.Future[Any]:
+        """One operation of the script, in this tick's pipeline."""
+        return self.pipe.enqueue("EVALSHA", self._script_sha, 0, op, self.prefix, *args)
+
+    async def script_now(self, op: str, *args: str) -> Any:
+        """One operation of the script on its own, outside the pipeline and its epoch check.
+
+        For joining (the epoch is what it learns) and renewing the lease (which
+        must not wait behind, or fail with, a tick of API commands).
+        """
+        return await guard(self._script(args=[op, self.prefix, *args]))
+
+    async def fresh_pubsub(self, *channels: bytes) -> Any:
+        """After (re)connecting: drop pooled connections, load the script, subscribe to ``channels``."""
+        # Pooled connections from before an outage look idle but are dead: the
+        # first commands after recovery would fail on them. Start afresh.
+        await self.redis.connection_pool.disconnect()
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+            await self.redis.script_load(SCRIPT)
+        except BaseException:
+            await close_pubsub(pubsub)
+            raise
+        return pubsub
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+async def close_pubsub(pubsub: Any) -> None:
+    """Close a subscription, ignoring a connection already gone."""
+    try:
+        await pubsub.aclose()
+    except Exception:
+        log.debug("closing the subscription failed", exc_info=True)
+
+
+async def guard(call: Awaitable[Any]) -> Any:
+    """Await a direct Redis call; BackendUnavailable if Redis cannot be reached."""
+    try:
+        return await call
+    except (RedisError, OSError) as exc:
+        raise BackendUnavailable(f"Redis: {type(exc).__name__}") from exc
+
+
+def safe_url(url: str | None) -> str:
+    """The Redis URL without its password, for logs."""
+    if not url:
+        return ""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
