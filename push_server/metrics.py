@@ -260,11 +260,21 @@ async def _measure(
         status = exc.status
         raise
     finally:
-        API_REQUESTS.labels(operation, str(status)).inc()
-        API_LATENCY.labels(operation).observe(time.perf_counter() - started)
+        children = _API_CHILDREN.get((operation, status))
+        if children is None:
+            children = _API_CHILDREN[(operation, status)] = (
+                API_REQUESTS.labels(operation, str(status)),
+                API_LATENCY.labels(operation),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
 
 _OPERATION_NAMES = _operation_names()
+#: (operation, status) → its counter and histogram children: labels() takes a lock and
+#: builds a key on every call (~6 µs of a call's ~90 in process, measured); the set is
+#: bounded (the operations, "other", and the statuses the API answers).
+_API_CHILDREN: dict[tuple[str, int], tuple[Any, Any]] = {}
 
 
 async def _ready(app: web.Application) -> None:

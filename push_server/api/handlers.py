@@ -35,7 +35,7 @@ from ..config import Config
 from ..errors import ApiError, BackendUnavailable, invalid, too_large, unavailable
 from . import decoding, schema, values
 from .auth import ClaimStore, read_signed_body
-from .operations import OPERATIONS, PREPARERS
+from .operations import BATCH_PREPARERS, OPERATIONS, SESSION_TYPES, sessions
 
 CONFIG = web.AppKey("config", Config)
 BACKEND = web.AppKey("backend", Backend)
@@ -154,25 +154,54 @@ def _operation_handler(name: str) -> Callable[[web.Request], Awaitable[web.Respo
 async def prepare_batch(backend: Backend, config: Config, operations: list[Any]) -> list[Call]:
     """Check every decoded operation of a batch; return the calls to make, or raise the first error.
 
-    Yields to the event loop every ``batch_slice_seconds`` of work.
+    Sessions are checked 64 operations at a time, together (see
+    operations.sessions); the first error in the batch's order is the one
+    raised all the same. Yields to the event loop every
+    ``batch_slice_seconds`` of work.
     """
     calls: list[Call] = []
     append = calls.append
-    preparers = PREPARERS
+    preparers = BATCH_PREPARERS
+    session_types = SESSION_TYPES
+    #: Where the operations whose sessions are not checked yet are.
+    pending: list[int] = []
     budget = config.batch_slice_seconds
     clock = time.perf_counter
     slice_end = clock() + budget
     for index, operation in enumerate(operations):
-        if type(operation) is dict:
-            operation = operations[index] = decoding.decode_named(operation, index)
+        kind = type(operation)
         try:
-            append(preparers[type(operation)](backend, operation, config))
+            if kind is dict:
+                operation = operations[index] = decoding.decode_named(operation, index)
+                kind = type(operation)
+            append(preparers[kind](backend, operation, config))
         except ApiError as exc:
+            _check_sessions(operations, calls, pending, config)  # an earlier refusal comes first
+            if kind is dict:
+                raise
             raise exc.within(f"operations[{index}]") from None
-        if not index & 63 and clock() > slice_end:
-            await asyncio.sleep(0)
-            slice_end = clock() + budget
+        if kind in session_types:
+            pending.append(index)
+        if not index & 63:
+            _check_sessions(operations, calls, pending, config)
+            if clock() > slice_end:
+                await asyncio.sleep(0)
+                slice_end = clock() + budget
+    _check_sessions(operations, calls, pending, config)
     return calls
+
+
+def _check_sessions(operations: list[Any], calls: list[Call], pending: list[int], config: Config) -> None:
+    """Check the sessions of the operations at ``pending`` together and put them in their calls."""
+    if not pending:
+        return
+    try:
+        checked = sessions([operations[index].session for index in pending], config)
+    except values.Refused as exc:
+        raise exc.error.within(f"operations[{pending[exc.position]}]") from None
+    for index, session in zip(pending, checked, strict=True):
+        calls[index][1][1] = session
+    pending.clear()
 
 
 async def _skip_repeats(claims: ClaimStore, config: Config, operations: list[Any], calls: list[Call]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw
 
-from ..errors import invalid
+from ..errors import ApiError, invalid
 
 _AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 
@@ -109,6 +109,58 @@ def checked_value(raw: Raw, field: str) -> Any:
     if len(_KEY_END.findall(raw)) != _keys(value):
         strict_value(raw, field)
     return value
+
+
+#: Sessions are objects: decoding a batch's sessions together refuses any other value at once.
+_objects: msgspec.json.Decoder[list[dict[str, Any]]] = msgspec.json.Decoder(list[dict[str, Any]])
+
+
+class Refused(Exception):
+    """One value of several checked together was refused: which one, and why."""
+
+    def __init__(self, position: int, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.position = position
+        self.error = error
+
+
+def checked_objects(raws: list[Raw], field: str) -> list[dict[str, Any]]:
+    """Raw JSON objects (a batch's sessions) decoded together, refused if one repeats a key or is not an object.
+
+    One decoder call for all of them (a call each cost more than the decoding),
+    and one duplicate check for all of them: every key has a colon after it,
+    so when the text holds no more colons than the decoded objects hold
+    distinct keys, no key was given twice. (Colons inside strings only make
+    the count larger: then the exact checks below decide.) Raises
+    :class:`Refused` naming the first value refused.
+    """
+    joined = b"[" + b",".join(raws) + b"]"
+    try:
+        values = _objects.decode(joined)
+    except msgspec.MsgspecError:
+        values = []
+    if len(values) != len(raws):
+        # One of them is refused: say which (the error path, one at a time).
+        for position, raw in enumerate(raws):
+            try:
+                value = checked_value(raw, field)
+            except ApiError as exc:
+                raise Refused(position, exc) from None
+            if type(value) is not dict:
+                raise Refused(position, invalid(field, "must be a JSON object"))
+        raise AssertionError("a batch of values was refused but none alone")  # pragma: no cover
+    # Flat objects (no "{" or "[" beyond their own) hold exactly len() keys each.
+    if joined.count(b"{") == len(values) and joined.count(b"[") == 1:
+        keys = sum(map(len, values))
+    else:
+        keys = sum(map(_keys, values))
+    if joined.count(b":") != keys and len(_KEY_END.findall(joined)) != keys:
+        for position, raw in enumerate(raws):
+            try:
+                strict_value(raw, field)
+            except ApiError as exc:
+                raise Refused(position, exc) from None
+    return values
 
 
 def check_duplicate_keys(body: bytes, field: str) -> None:
