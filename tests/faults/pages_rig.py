@@ -102,7 +102,17 @@ class RedisLink:
 @contextlib.contextmanager
 def web_app(api_node: PushServerProcess) -> Iterator[Live]:
     """The web app (SQLite in a temporary folder), its push_client pointed at ``api_node``."""
-    with tempfile.TemporaryDirectory(prefix="webchat-faults-") as folder, Live(api_node, Path(folder) / "instance", None) as live:
+    with (
+        tempfile.TemporaryDirectory(prefix="webchat-faults-") as folder,
+        Live(
+            # Hundreds of pages register and post from one address: the abuse limits would refuse them.
+            api_node,
+            Path(folder) / "instance",
+            None,
+            RATE_LIMIT_REGISTRATIONS="off",
+            RATE_LIMIT_POSTS="off",
+        ) as live,
+    ):
         yield live
 
 
@@ -117,7 +127,9 @@ async def open_room(live: Live, servers: list[PushServerProcess], count: int) ->
         for start in range(0, count, 25):
             await asyncio.gather(*(page.open(room_id) for page in pages[start : start + 25]))
         await until(
-            lambda: all(page.binds >= 1 and page.delivery and page.delivery.idle for page in pages), "bound", SETTLE + count / 20
+            lambda: all(page.binds >= 1 and page.delivery and page.delivery.idle for page in pages),
+            "bound",
+            SETTLE + count / 20,
         )
         yield pages, room_id
     finally:
@@ -201,15 +213,30 @@ async def redis_restarted_empty(
             finally:
                 await posting.finish()
             counted = await tally(opened, posting.said, SETTLE)
-            told = sum(1 for page in opened if page.resyncs[:1] == ["redis_lost"] and page.resyncs[-1:] == ["redis_restored"])
+            told = sum(
+                1 for page in opened if page.resyncs[:1] == ["redis_lost"] and page.resyncs[-1:] == ["redis_restored"]
+            )
             return _figures(
-                opened, posting, counted, nodes=nodes, told=told, undercounts=undercounts, seconds_to_whole=round(seconds, 2)
+                opened,
+                posting,
+                counted,
+                nodes=nodes,
+                told=told,
+                undercounts=undercounts,
+                seconds_to_whole=round(seconds, 2),
             )
 
 
 async def node_cut_from_redis(
-    pages: int = 15, nodes: int = 3, posters: int = 4, outage: float = 2.0, interval: float = 0.2, after: int = 15,
-    node_timeout: float = 10.0, reaped: bool = False, cut: int = 1,
+    pages: int = 15,
+    nodes: int = 3,
+    posters: int = 4,
+    outage: float = 2.0,
+    interval: float = 0.2,
+    after: int = 15,
+    node_timeout: float = 10.0,
+    reaped: bool = False,
+    cut: int = 1,
 ) -> dict[str, Any]:
     """Node ``cut`` alone loses Redis for ``outage`` s (its link cut) while the others keep it; posts through node 0's web app.
 
@@ -231,18 +258,26 @@ async def node_cut_from_redis(
                 try:
                     await posting.until(10)
                     link.cut()
-                    await until(lambda: all("redis_lost" in page.resyncs for page in cut_off), "the cut node's pages told", SETTLE)
+                    await until(
+                        lambda: all("redis_lost" in page.resyncs for page in cut_off),
+                        "the cut node's pages told",
+                        SETTLE,
+                    )
                     during = len(posting.said)
                     await asyncio.sleep(outage)
                     if reaped:
                         group = f"room:{room_id}"
-                        await until_whole(servers[:1], pages - len(cut_off), timeout=node_timeout * 3 + SETTLE, group=group)
+                        await until_whole(
+                            servers[:1], pages - len(cut_off), timeout=node_timeout * 3 + SETTLE, group=group
+                        )
                     if not after:
                         await posting.finish()
                     statuses_during = Counter(posting.status_of[m["id"]] for m in posting.said[during:])
                     link.mend()
                     mended = time.monotonic()
-                    await until(lambda: all(page.resyncs[-1:] == ["redis_restored"] for page in cut_off), "restored", SETTLE * 2)
+                    await until(
+                        lambda: all(page.resyncs[-1:] == ["redis_restored"] for page in cut_off), "restored", SETTLE * 2
+                    )
                     seconds = time.monotonic() - mended
                     if after:
                         await posting.until(len(posting.said) + after)
@@ -250,8 +285,13 @@ async def node_cut_from_redis(
                     await posting.finish()
                 counted = await tally(opened, posting.said, SETTLE)
                 return _figures(
-                    opened, posting, counted, nodes=nodes, say_statuses_while_cut=dict(statuses_during),
-                    cut_off_pages=len(cut_off), seconds_to_whole=round(seconds, 2),
+                    opened,
+                    posting,
+                    counted,
+                    nodes=nodes,
+                    say_statuses_while_cut=dict(statuses_during),
+                    cut_off_pages=len(cut_off),
+                    seconds_to_whole=round(seconds, 2),
                     # Pages of the other nodes told redis_restored (their nodes, or the cut one, refused pushes meanwhile).
                     others_told=sum(1 for page in opened if page not in cut_off and "redis_restored" in page.resyncs),
                 )
