@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 
-from . import auth, chat, rooms
+from . import auth, chat, edits, moderation, reads, rooms, typing_indicator
 from .errors import init_errors
 from .logs import init_logging
 from .models import init_db
@@ -51,6 +51,8 @@ def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         "PUSH_TIMEOUT": float(environ.get("PUSH_TIMEOUT") or 3.0),
         "SESSION_COOKIE_SECURE": (environ.get("SESSION_COOKIE_SECURE") or "").lower() in _TRUE,
         "MAX_IMAGE_BYTES": int(environ.get("MAX_IMAGE_BYTES") or 5 * 1024 * 1024),
+        # The lobby's unread counts stop here (the page shows "99+"); see web_app/reads.py.
+        "UNREAD_MAX": int(environ.get("UNREAD_MAX") or 100),
         # werkzeug's default (scrypt). The test suite lowers the cost to stay fast.
         "PASSWORD_HASH_METHOD": "scrypt",
     }
@@ -95,6 +97,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
     app.register_blueprint(chat.bp)
+    app.register_blueprint(typing_indicator.bp)
+    app.register_blueprint(reads.bp)
+    app.register_blueprint(edits.bp)
+    app.register_blueprint(moderation.bp)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})

@@ -22,7 +22,9 @@ from .auth import current_user, login_required
 from .errors import ApiError, json_api, request_data
 from .images import EXTENSIONS, sniff_image_type
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
+from .moderation import check_can_enter, check_can_post
 from .push import get_push, push_keyed, room_group
+from .reads import mark_seen
 from .rooms import get_room
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ def bind() -> ResponseReturnValue:
         raise ApiError(400, "client_id must be a client id string")
     room = get_room(int_field(data, "room_id") or 0)
     me = _me()
+    check_can_enter(room.id, me)
     try:
         # Inside the try: a push client that cannot even be made (no
         # PUSH_SECRET) is the push server being unavailable to us, not a 500.
@@ -182,6 +185,7 @@ def say() -> ResponseReturnValue:
         raise ApiError(400, f"content must be at most {CONTENT_MAX} characters")
     room = get_room(int_field(data, "room_id") or 0)
     kind, target = _recipient(data, me)
+    check_can_post(room.id, me)
     message = Message(
         room_id=room.id, user_id=me.id, type=kind, to_id=target.id if target else None, kind="text", content=content
     )
@@ -201,6 +205,7 @@ def upload_image(room_id: int) -> ResponseReturnValue:
     """Store an uploaded image as a message, then push it."""
     room = get_room(room_id)
     me = _me()
+    check_can_post(room.id, me)
     upload = request.files.get("file")
     if upload is None:
         raise ApiError(400, "send the image as the multipart field 'file'")
@@ -244,6 +249,8 @@ def _visible_to(user: User) -> Any:
 def messages(room_id: int) -> ResponseReturnValue:
     """History, oldest first: after ``after`` if given, else the latest ``limit`` messages."""
     room = get_room(room_id)
+    # A banned member reads nothing more of the room.
+    check_can_enter(room.id, _me())
     after = int_field(request.args, "after", minimum=0, required=False)
     limit = int_field(request.args, "limit", required=False) or HISTORY_LIMIT_DEFAULT
     if limit > HISTORY_LIMIT_MAX:
@@ -253,7 +260,9 @@ def messages(room_id: int) -> ResponseReturnValue:
         rows = list(get_db().scalars(query.where(Message.id > after).order_by(Message.id).limit(limit)))
     else:
         rows = list(get_db().scalars(query.order_by(Message.id.desc()).limit(limit)))[::-1]
-    return jsonify(messages=[message.to_dict() for message in rows])
+    listed = [message.to_dict() for message in rows]
+    mark_seen(listed, _me(), room.id)
+    return jsonify(messages=listed)
 
 
 @bp.get("/images/<int:image_id>")

@@ -57,8 +57,19 @@ def lobby() -> ResponseReturnValue:
     """Rooms with their online counts: a page, or JSON when asked."""
     rooms = get_db().scalars(select(Room).order_by(Room.id.desc()).limit(LOBBY_LIMIT)).all()
     counts = online_counts([room.id for room in rooms])
+    from .reads import unread_counts  # reads builds on this module
+
+    me = current_user()
+    assert me is not None
+    unread = unread_counts(me, [room.id for room in rooms])
     listed: list[dict[str, Any]] = [
-        {"id": room.id, "name": room.name, "online": None if counts is None else counts.get(room.id, 0)}
+        {
+            "id": room.id,
+            "name": room.name,
+            "online": None if counts is None else counts.get(room.id, 0),
+            "unread": unread.get(room.id, 0),
+            "owner": room.created_by == me.id,
+        }
         for room in rooms
     ]
     if wants_json():
@@ -89,4 +100,15 @@ def room_page(room_id: int) -> ResponseReturnValue:
     room = get_room(room_id)
     if wants_json():
         return jsonify(id=room.id, name=room.name)
-    return render_template("chat/room.html", room=room, user=current_user(), ws_url=ws_url())
+    from .reads import read_position  # reads builds on this module
+
+    user = current_user()
+    assert user is not None
+    return render_template(
+        "chat/room.html",
+        room=room,
+        user=user,
+        ws_url=ws_url(),
+        owner=room.created_by == user.id,
+        read_position=read_position(user.id, room.id),
+    )
