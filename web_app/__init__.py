@@ -158,7 +158,7 @@ def _security_headers(response: Response) -> Response:
     """Headers every response carries; a view may set a stricter CSP of its own."""
     # Scripts and styles only from our own origin (no inline script at all), and
     # the WebSocket only to the push server the page is told about.
-    connect = ws_url() if request.endpoint == "rooms.room_page" else ""
+    connect = ws_url() if request.endpoint in ("rooms.room_page", "rooms.lobby") else ""
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "

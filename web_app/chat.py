@@ -24,7 +24,7 @@ from .images import EXTENSIONS, sniff_image_type
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
 from .moderation import check_can_enter, check_can_post
 from .push import get_push, push_keyed, room_group
-from .reads import mark_seen
+from .reads import lobby_group, mark_seen
 from .rooms import get_room
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ def _deliver(message: Message) -> ResponseReturnValue:
         if message.type == "to":
             push_keyed(push.send_to_uid, [payload["to_uid"], payload["uid"]], payload, key=key)
         else:
-            push_keyed(push.send_to_group, room_group(message.room_id), payload, key=key)
+            # The room, and the lobbies watching it for unread counts (web_app/reads.py).
+            push_keyed(push.send_to_group, [room_group(message.room_id), lobby_group(message.room_id)], payload, key=key)
     except PushError as exc:
         log.error("message %s was stored but not pushed: %s", message.id, exc)
         return (

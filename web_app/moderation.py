@@ -24,6 +24,7 @@ from .auth import current_user, login_required
 from .errors import ApiError, request_data
 from .models import BAN, MUTE, Restriction, Room, User, get_db, isoformat, utcnow
 from .push import get_push, room_group
+from .reads import lobby_group
 from .rooms import get_room
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def _restrict(room_id: int, kind: str) -> ResponseReturnValue:
             with push.batch() as batch:
                 for client_id in clients:
                     batch.leave_group(client_id, room_group(room.id))
+                    batch.leave_group(client_id, lobby_group(room.id))
                 batch.send_to_uid(target.uid, frame)
             flush_room(room.id)
         else:

@@ -8,7 +8,12 @@ read), and the caller's own connections get the same frame with their own uid
 so their other tabs and the lobby follow.
 
 Unread counts for every room of the lobby come from one query (see
-:func:`unread_counts`), each room's count capped at ``UNREAD_MAX``.
+:func:`unread_counts`), each room's count capped at ``UNREAD_MAX``. The lobby
+keeps them live: ``POST /lobby/bind {client_id}`` binds its connection to the
+user and puts it in the ``lobby:<room_id>`` group of each listed room, to
+which ``/say`` and images push each public message along with the room's
+group (one push call either way). A lobby connection is never in a room's own
+group, so it counts as nobody in the room's online count or member list.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .rooms import get_room
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "unread_counts", "read_position", "mark_seen"]
+__all__ = ["bp", "unread_counts", "read_position", "mark_seen", "lobby_group"]
 
 bp = Blueprint("reads", __name__)
 
@@ -43,6 +48,11 @@ UNREAD_MAX_DEFAULT = 100
 
 def _visible(user_id: int) -> Any:
     return or_(Message.type == "all", Message.user_id == user_id, Message.to_id == user_id)
+
+
+def lobby_group(room_id: int) -> str:
+    """The push group of the lobbies that show a room's unread count."""
+    return f"lobby:{room_id}"
 
 
 def read_position(user_id: int, room_id: int) -> int:
@@ -180,3 +190,49 @@ def mark_seen(entries: Iterable[dict[str, Any]], me: User, room_id: int) -> None
     for entry in mine:
         if entry["id"] <= positions.get(int(entry["to_uid"]), 0):
             entry["seen"] = True
+
+
+@bp.post("/lobby/bind")
+@login_required
+def bind_lobby() -> ResponseReturnValue:
+    """Bind the lobby's connection to the user and let it hear the listed rooms' new messages."""
+    from .chat import CLIENT_ID_RE
+    from .models import BAN, Restriction, utcnow
+    from .rooms import LOBBY_LIMIT
+
+    client_id = request_data().get("client_id")
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.fullmatch(client_id):
+        raise ApiError(400, "client_id must be a client id string")
+    me = current_user()
+    assert me is not None
+    db = get_db()
+    room_ids = list(db.scalars(select(Room.id).order_by(Room.id.desc()).limit(LOBBY_LIMIT)))
+    # A banned member hears nothing more of the room, in the lobby either.
+    banned = set(
+        db.scalars(
+            select(Restriction.room_id).where(
+                Restriction.user_id == me.id,
+                Restriction.kind == BAN,
+                or_(Restriction.until.is_(None), Restriction.until > utcnow()),
+            )
+        )
+    )
+    try:
+        push = get_push()
+        with push.batch() as batch:
+            queued: Any = batch
+            online = queued.is_online(client_id)
+            bound = queued.get_uid_by_client_id(client_id)
+        if not online.value:
+            raise ApiError(409, "that client is not connected")
+        if bound.value is not None and bound.value != me.uid:
+            raise ApiError(403, "that client belongs to another user")
+        with push.batch() as batch:
+            batch.bind_uid(client_id, me.uid)
+            for room_id in room_ids:
+                if room_id not in banned:
+                    batch.join_group(client_id, lobby_group(room_id))
+    except PushError as exc:
+        log.error("push server call failed: %s", exc)
+        raise ApiError(503, "the push server is unavailable; try again shortly") from exc
+    return jsonify(ok=True, rooms=[room_id for room_id in room_ids if room_id not in banned])

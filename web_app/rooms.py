@@ -74,7 +74,7 @@ def lobby() -> ResponseReturnValue:
     ]
     if wants_json():
         return jsonify(rooms=listed)
-    return render_template("rooms/lobby.html", rooms=listed, user=current_user())
+    return render_template("rooms/lobby.html", rooms=listed, user=me, ws_url=ws_url())
 
 
 @bp.post("/rooms")

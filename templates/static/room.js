@@ -39,6 +39,7 @@ document.addEventListener("DOMContentLoaded", function () {
   let socket = null;
   let attempt = 0;
   let everBound = false;
+  let stopped = false; // banned: no more reconnecting
 
   // -- rendering --------------------------------------------------------------
 
@@ -106,6 +107,8 @@ document.addEventListener("DOMContentLoaded", function () {
       bubble.append(el("p", "text", msg.content));
     }
     item.append(avatar, bubble);
+    edits.decorate(item, msg);
+    reads.decorate(item, msg);
 
     stickToBottom(function () {
       // Keep messages in id order even when a pushed one and a fetched page cross.
@@ -119,6 +122,8 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     rendered.set(msg.id, item);
     maxShown = Math.max(maxShown, msg.id);
+    typing.messageFrom(msg.uid);
+    reads.shown();
   }
 
   function renderMembers() {
@@ -134,8 +139,9 @@ document.addEventListener("DOMContentLoaded", function () {
         button.append(el("span", "you", "you"));
         button.disabled = true;
       } else {
-        button.title = "Message " + name + " privately";
-        button.addEventListener("click", function () { setTarget({ uid, name }); });
+        button.title = name + ": message privately" + (body.dataset.owner === "1" ? ", mute or ban" : "");
+        button.setAttribute("aria-haspopup", "menu");
+        button.addEventListener("click", function () { members.open(button, { uid, name }); });
       }
       if (target && target.uid === uid) button.classList.add("selected");
       item.append(button);
@@ -179,13 +185,32 @@ document.addEventListener("DOMContentLoaded", function () {
     roomId: roomId,
     myUid: myUid,
     show: renderMessage,
+    // A message we hold, given again (history, catch-up): it may carry an edit or delete.
+    update: function (msg) { edits.apply(msg); },
     fetchAfter: function (after, limit) {
       return webchat.request("GET", "/rooms/" + roomId + "/messages?after=" + after + "&limit=" + limit);
     },
   });
-  const catchUp = delivery.catchUp;
+  // Room interactions (issue 12), each in its own module: typing.js,
+  // reads.js, edits.js, members.js.
+  const composerErrorText = function (text) { webchat.showError(composerError, text); };
+  const edits = webchat.edits({ roomId, myUid, owner: body.dataset.owner === "1", rendered, error: composerErrorText });
+  const reads = webchat.reads({ roomId, myUid, position: Number(body.dataset.readPosition || 0), list, rendered });
+  const typing = webchat.typing({
+    roomId, myUid, input: content, indicator: document.getElementById("typing"), target: function () { return target; },
+  });
+  const members = webchat.members({
+    roomId, myUid, owner: body.dataset.owner === "1", setTarget, notice, composer,
+    stop: function () { stopped = true; setStatus("offline", "Banned"); if (socket) socket.close(); },
+  });
+
+  // Messages (delivery.js), then the edits and deletes made meanwhile (edits.js).
+  function catchUp() {
+    return Promise.resolve(delivery.catchUp()).then(edits.catchUp);
+  }
 
   async function loadRecent() {
+    await edits.start(); // the change number first: later changes are fetched after it
     const result = await webchat.request("GET", "/rooms/" + roomId + "/messages?limit=50");
     if (result.ok) delivery.start(result.data.messages);
   }
@@ -211,6 +236,7 @@ document.addEventListener("DOMContentLoaded", function () {
     ws.addEventListener("close", function () {
       if (socket !== ws) return;
       socket = null;
+      if (stopped) return;
       scheduleReconnect();
     });
   }
@@ -245,6 +271,22 @@ document.addEventListener("DOMContentLoaded", function () {
       case "leave":
         scheduleFlush();
         break;
+      case "typing":
+        typing.receive(frame);
+        break;
+      case "read":
+        reads.receive(frame);
+        break;
+      case "edit":
+      case "delete":
+        edits.apply(frame);
+        break;
+      case "banned":
+      case "muted":
+      case "unbanned":
+      case "unmuted":
+        members.receive(frame);
+        break;
       case "ping":
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "pong" }));
         break;
@@ -272,6 +314,7 @@ document.addEventListener("DOMContentLoaded", function () {
         window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
         return;
       }
+      if (result.status === 403 && members.refused(result.data)) return;
       notice("Could not join the room: " + (result.data.error || "error " + result.status));
       ws.close(); // the close handler retries with backoff
       return;
@@ -290,8 +333,10 @@ document.addEventListener("DOMContentLoaded", function () {
   function handleSent(result) {
     if (result.ok) {
       delivery.receiveLive(result.data.message);
+      typing.sent();
       return true;
     }
+    if (result.status === 403) members.refused(result.data);
     if (result.data && result.data.stored) {
       // Stored but not pushed: ours to show; the others fetch it when they
       // reconnect. Pushes to us may be failing too: catch up now.
