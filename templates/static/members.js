@@ -5,7 +5,8 @@
 
 window.webchat = window.webchat || {};
 
-// options: roomId, myUid, owner, setTarget({uid, name}), notice(text),
+// options: roomId, myUid, owner, setTarget({uid, name}), notice(text), list
+// (the messages: a click on an author opens the menu too),
 // composer (the form: disabled while muted or banned), stop() (stop
 // reconnecting: we are banned).
 webchat.members = function (options) {
@@ -82,8 +83,21 @@ webchat.members = function (options) {
     menu.querySelector("button").focus();
   }
 
+  // A message's author opens the same menu: the way to a member when the list
+  // is out of sight (narrow screens) or they have left.
+  if (options.list) {
+    options.list.addEventListener("click", function (event) {
+      const author = event.target.closest(".message .author");
+      const item = author && author.closest("li.message");
+      if (!item || !item.dataset.uid || item.dataset.uid === options.myUid || !author.textContent) return;
+      open(author, { uid: item.dataset.uid, name: author.textContent });
+    });
+  }
+
   document.addEventListener("click", function (event) {
-    if (!menu.hidden && !menu.contains(event.target) && !event.target.closest("button.member")) close();
+    // A click that replaced the menu's items (Mute… → durations) is no click outside.
+    if (!event.target.isConnected) return;
+    if (!menu.hidden && !menu.contains(event.target) && !event.target.closest("button.member, .message .author")) close();
   });
   document.addEventListener("keydown", function (event) { if (event.key === "Escape") close(); });
 

@@ -141,7 +141,7 @@ document.addEventListener("DOMContentLoaded", function () {
       } else {
         button.title = name + ": message privately" + (body.dataset.owner === "1" ? ", mute or ban" : "");
         button.setAttribute("aria-haspopup", "menu");
-        button.addEventListener("click", function () { members.open(button, { uid, name }); });
+        button.addEventListener("click", function () { memberMenu.open(button, { uid, name }); });
       }
       if (target && target.uid === uid) button.classList.add("selected");
       item.append(button);
@@ -199,8 +199,8 @@ document.addEventListener("DOMContentLoaded", function () {
   const typing = webchat.typing({
     roomId, myUid, input: content, indicator: document.getElementById("typing"), target: function () { return target; },
   });
-  const members = webchat.members({
-    roomId, myUid, owner: body.dataset.owner === "1", setTarget, notice, composer,
+  const memberMenu = webchat.members({
+    roomId, myUid, owner: body.dataset.owner === "1", setTarget, notice, composer, list,
     stop: function () { stopped = true; setStatus("offline", "Banned"); if (socket) socket.close(); },
   });
 
@@ -285,7 +285,7 @@ document.addEventListener("DOMContentLoaded", function () {
       case "muted":
       case "unbanned":
       case "unmuted":
-        members.receive(frame);
+        memberMenu.receive(frame);
         break;
       case "ping":
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "pong" }));
@@ -314,7 +314,7 @@ document.addEventListener("DOMContentLoaded", function () {
         window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
         return;
       }
-      if (result.status === 403 && members.refused(result.data)) return;
+      if (result.status === 403 && memberMenu.refused(result.data)) return;
       notice("Could not join the room: " + (result.data.error || "error " + result.status));
       ws.close(); // the close handler retries with backoff
       return;
@@ -336,7 +336,7 @@ document.addEventListener("DOMContentLoaded", function () {
       typing.sent();
       return true;
     }
-    if (result.status === 403) members.refused(result.data);
+    if (result.status === 403) memberMenu.refused(result.data);
     if (result.data && result.data.stored) {
       // Stored but not pushed: ours to show; the others fetch it when they
       // reconnect. Pushes to us may be failing too: catch up now.
