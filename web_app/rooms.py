@@ -68,7 +68,6 @@ def lobby() -> ResponseReturnValue:
             "name": room.name,
             "online": None if counts is None else counts.get(room.id, 0),
             "unread": unread.get(room.id, 0),
-            "owner": room.created_by == me.id,
         }
         for room in rooms
     ]
