@@ -100,7 +100,7 @@ def edit(message_id: int) -> ResponseReturnValue:
     # A muted or banned member may not change what the room reads either.
     check_can_post(message.room_id, me)
     db = get_db()
-    message.rev = next_rev(db, message.room_id)  # type: ignore[assignment]
+    message.rev = next_rev(db, message.room_id)
     message.content = content
     message.edited_at = utcnow()
     db.commit()
@@ -125,7 +125,7 @@ def remove(message_id: int) -> ResponseReturnValue:
     if message.user_id != me.id and room.created_by != me.id:
         raise ApiError(403, "you can only delete your own messages (or any in a room you own)")
     db = get_db()
-    message.rev = next_rev(db, message.room_id)  # type: ignore[assignment]
+    message.rev = next_rev(db, message.room_id)
     message.deleted = True
     # The text (and an image's name) is gone for good, not just hidden.
     message.content = ""

@@ -343,3 +343,21 @@ def test_a_new_ban_replaces_the_last(app: Flask, owner: Visitor, other: Visitor,
     owner.post(f"/rooms/{room}/ban", {"uid": other.uid, "minutes": 5})
     assert owner.post(f"/rooms/{room}/ban", {"uid": other.uid}).json["until"] is None
     assert _count(app, Restriction) == 1
+
+
+def test_a_messages_table_from_before_edits_gets_its_columns(app: Flask, owner: Visitor, room: int) -> None:
+    """A database made before edits existed gains edited_at, deleted and rev at the next start, messages kept."""
+    from sqlalchemy import text
+
+    from web_app.models import create_tables
+
+    message_id = _store(app, room, owner.uid or "", "old message")
+    engine = app.extensions["webchat_db"].kw["bind"]
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_messages_room_rev"))
+        for column in ("edited_at", "deleted", "rev"):
+            conn.execute(text(f"ALTER TABLE messages DROP COLUMN {column}"))
+    create_tables(engine)
+    assert _patch(owner, message_id, {"content": "new message"}).status_code == 502
+    [entry] = owner.get(f"/rooms/{room}/messages").json["messages"]
+    assert (entry["content"], entry["rev"]) == ("new message", 1)
