@@ -56,12 +56,15 @@ webchat.reads = function (options) {
     updateTitle();
   }
 
+  // "seen" goes right after the time, before the (hover-only) actions.
+  function addSeen(item) {
+    const meta = item.querySelector(".meta");
+    if (meta && !meta.querySelector(".seen")) meta.insertBefore(webchat.el("span", "seen", "seen"), meta.querySelector(".message-actions"));
+  }
+
   function markSeen(toUid, upTo) {
     for (const [id, item] of options.rendered) {
-      if (id <= upTo && item.dataset.toUid === toUid && !item.querySelector(".seen")) {
-        const meta = item.querySelector(".meta");
-        if (meta) meta.append(webchat.el("span", "seen", "seen"));
-      }
+      if (id <= upTo && item.dataset.toUid === toUid && !item.classList.contains("deleted")) addSeen(item);
     }
   }
 
@@ -80,7 +83,7 @@ webchat.reads = function (options) {
   function decorate(item, msg) {
     if (msg.type === "to" && String(msg.uid) === options.myUid && msg.to_uid) {
       item.dataset.toUid = String(msg.to_uid);
-      if (msg.seen) item.querySelector(".meta").append(webchat.el("span", "seen", "seen"));
+      if (msg.seen) addSeen(item);
     }
   }
 
