@@ -28,7 +28,7 @@ from push_client import PushError
 from .auth import current_user, login_required
 from .errors import ApiError, json_api, request_data
 from .models import CONTENT_MAX, Message, User, get_db, next_rev, utcnow
-from .moderation import check_can_post
+from .moderation import check_can_enter, check_can_post
 from .push import get_push, push_keyed, room_group
 from .rooms import get_room
 
@@ -148,6 +148,8 @@ def changes(room_id: int) -> ResponseReturnValue:
 
     me = _me()
     room = get_room(room_id)
+    # Like history: a banned member reads nothing more of the room.
+    check_can_enter(room.id, me)
     after = int_field(request.args, "after", minimum=0, required=False)
     limit = int_field(request.args, "limit", required=False) or CHANGES_LIMIT_DEFAULT
     if limit > CHANGES_LIMIT_MAX:

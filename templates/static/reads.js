@@ -91,5 +91,13 @@ webchat.reads = function (options) {
   document.addEventListener("visibilitychange", check);
   window.addEventListener("focus", check);
 
-  return { receive, decorate, shown: check, unread };
+  // After each message put in the list: once per burst (a page of history is one check).
+  let checkQueued = false;
+  function shown() {
+    if (checkQueued) return;
+    checkQueued = true;
+    setTimeout(function () { checkQueued = false; check(); }, 0);
+  }
+
+  return { receive, decorate, shown, unread };
 };

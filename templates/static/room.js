@@ -204,6 +204,11 @@ document.addEventListener("DOMContentLoaded", function () {
     stop: function () { stopped = true; setStatus("offline", "Banned"); if (socket) socket.close(); },
   });
 
+  const moduleFrames = {
+    typing: typing.receive, read: reads.receive, edit: edits.apply, delete: edits.apply,
+    banned: memberMenu.receive, muted: memberMenu.receive, unbanned: memberMenu.receive, unmuted: memberMenu.receive,
+  };
+
   // Messages (delivery.js), then the edits and deletes made meanwhile (edits.js).
   function catchUp() {
     return Promise.resolve(delivery.catchUp()).then(edits.catchUp);
@@ -271,25 +276,12 @@ document.addEventListener("DOMContentLoaded", function () {
       case "leave":
         scheduleFlush();
         break;
-      case "typing":
-        typing.receive(frame);
-        break;
-      case "read":
-        reads.receive(frame);
-        break;
-      case "edit":
-      case "delete":
-        edits.apply(frame);
-        break;
-      case "banned":
-      case "muted":
-      case "unbanned":
-      case "unmuted":
-        memberMenu.receive(frame);
-        break;
       case "ping":
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "pong" }));
         break;
+      default:
+        // typing, read, edit, delete, banned, muted, unbanned, unmuted: the modules' frames.
+        if (Object.prototype.hasOwnProperty.call(moduleFrames, frame.type)) moduleFrames[frame.type](frame);
     }
   }
 
