@@ -74,26 +74,27 @@ def unread_counts(user: User, room_ids: list[int]) -> dict[int, int]:
     if not room_ids:
         return {}
     cap = int(current_app.config.get("UNREAD_MAX") or UNREAD_MAX_DEFAULT)
-    position = (
-        select(ReadPosition.message_id)
-        .where(ReadPosition.user_id == user.id, ReadPosition.room_id == Room.id)
-        .scalar_subquery()
-    )
+    # Each room's messages after this user's position there (0 without one);
+    # the position comes from the outer query's join, one row per room.
     unread = (
         select(literal(1))
         .where(
             Message.room_id == Room.id,
-            Message.id > func.coalesce(position, 0),
+            Message.id > func.coalesce(ReadPosition.message_id, 0),
             Message.user_id != user.id,
             Message.deleted.is_(False),
             _visible(user.id),
         )
         .limit(cap)
-        .correlate(Room)
+        .correlate(Room, ReadPosition)
         .subquery()
     )
-    counted = select(func.count()).select_from(unread).scalar_subquery()
-    rows = get_db().execute(select(Room.id, counted).where(Room.id.in_(room_ids)))
+    counted = select(func.count()).select_from(unread).correlate(Room, ReadPosition).scalar_subquery()
+    rows = get_db().execute(
+        select(Room.id, counted)
+        .outerjoin(ReadPosition, and_(ReadPosition.room_id == Room.id, ReadPosition.user_id == user.id))
+        .where(Room.id.in_(room_ids))
+    )
     return {int(room_id): int(count) for room_id, count in rows}
 
 

@@ -140,6 +140,16 @@ def test_lobby_unread_counts(app: Flask, owner: Visitor, other: Visitor, new_vis
     assert {room["id"]: room["unread"] for room in third.get("/rooms").json["rooms"]}[busy] == 4
 
 
+def test_unread_counts_use_each_rooms_own_position(app: Flask, owner: Visitor, other: Visitor) -> None:
+    """With positions in several rooms, each room counts from its own (one query, no cross-talk)."""
+    rooms = [owner.create_room() for _ in range(3)]
+    stored = {room: [_store(app, room, owner.uid or "", f"m{i}") for i in range(4)] for room in rooms}
+    other.post(f"/rooms/{rooms[0]}/read", {"message_id": stored[rooms[0]][0]})
+    other.post(f"/rooms/{rooms[1]}/read", {"message_id": stored[rooms[1]][2]})
+    unread = {room["id"]: room["unread"] for room in other.get("/rooms").json["rooms"]}
+    assert unread == {rooms[0]: 3, rooms[1]: 1, rooms[2]: 4}
+
+
 def test_unread_count_stops_at_the_cap(app: Flask, owner: Visitor, other: Visitor, room: int) -> None:
     """A room with more than UNREAD_MAX unread messages says UNREAD_MAX."""
     app.config["UNREAD_MAX"] = 5
