@@ -13,7 +13,7 @@ from push_client import PushError
 
 from .auth import clean_name, current_user, login_required
 from .errors import ApiError, request_data, wants_json
-from .models import ROOM_NAME_MAX, Room, get_db, insert_unique
+from .models import ROOM_NAME_MAX, Room, get_db, insert_unique, isoformat
 from .push import get_push, room_group, ws_url
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,14 @@ def room_page(room_id: int) -> ResponseReturnValue:
     room = get_room(room_id)
     if wants_json():
         return jsonify(id=room.id, name=room.name)
+    from .models import MUTE
+    from .moderation import active_restriction
     from .reads import read_position  # reads builds on this module
 
     user = current_user()
     assert user is not None
+    # A muted member's page says so from the start (a ban is refused at /bind).
+    muted = active_restriction(room.id, user.id, (MUTE,))
     return render_template(
         "chat/room.html",
         room=room,
@@ -110,4 +114,5 @@ def room_page(room_id: int) -> ResponseReturnValue:
         ws_url=ws_url(),
         owner=room.created_by == user.id,
         read_position=read_position(user.id, room.id),
+        muted_until=None if muted is None else ("" if muted.until is None else isoformat(muted.until)),
     )

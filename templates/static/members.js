@@ -148,5 +148,10 @@ webchat.members = function (options) {
     return true;
   }
 
+  // Muted when the page was loaded: say so before the first post is refused.
+  if (document.body.dataset.mutedUntil !== undefined) {
+    receive({ type: "muted", room_id: options.roomId, until: document.body.dataset.mutedUntil || null });
+  }
+
   return { open, close, receive, refused };
 };

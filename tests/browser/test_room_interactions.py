@@ -181,6 +181,9 @@ def test_member_menu_mutes_and_bans(windows: Windows, live: Live) -> None:
     alice.click("#member-menu .mute-for >> text=10 minutes")
     expect(alice.locator("#messages li.notice", has_text="bob is muted until")).to_have_count(1)
     expect(bob.locator("#blocked-banner")).to_contain_text("You are muted in this room until")
+    # A reload still says so.
+    enter_room(bob, live, room_id)
+    expect(bob.locator("#blocked-banner")).to_contain_text("You are muted in this room until")
     # Muted: bob still reads, his posts are refused and his text stays.
     say(alice, "you can still read this")
     expect(message(bob, "you can still read this")).to_have_count(1)
