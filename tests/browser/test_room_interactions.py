@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import expect
@@ -72,7 +73,7 @@ def test_edit_and_delete_live_and_in_history(windows: Windows, live: Live) -> No
     gone.locator(".delete-button").click()
     expect(gone.locator(".delete-button")).to_have_text("Delete?")
     gone.locator(".delete-button").click()
-    expect(bob.locator("#messages li.message.deleted")).to_have_text(__import__("re").compile("This message was deleted"))
+    expect(bob.locator("#messages li.message.deleted")).to_have_text(re.compile("This message was deleted"))
     expect(message(bob, "regrettable")).to_have_count(0)
 
     enter_room(bob, live, room_id)
@@ -110,15 +111,13 @@ def test_unread_in_lobby_and_title_and_seen_on_private_messages(windows: Windows
     """The lobby counts unread live; a hidden tab's title counts them; reading clears both and shows "seen"."""
     alice, bob = windows.open("alice"), windows.open("bob")
     room_id = HttpUser(live.url, "owner").register().create_room("unread")
-    bob_uid = HttpUser  # placeholder for type checkers; the uid comes from the member list below
-    del bob_uid
     alice_api = HttpUser(live.url, "carol").register()
 
     # Bob waits in the lobby: carol's messages show up as unread, live.
     bob.reload()
     badge = bob.locator(f'.room-item[data-room-id="{room_id}"] .unread-badge')
     expect(badge).to_be_hidden()
-    expect(bob.locator("body")).to_have_attribute("data-uid", __import__("re").compile(r"\d+"))
+    expect(bob.locator("body")).to_have_attribute("data-uid", re.compile(r"\d+"))
     assert alice_api.say(room_id, "one").status_code == 201
     expect(badge).to_have_text("1")
     assert alice_api.say(room_id, "two").status_code == 201
@@ -163,7 +162,7 @@ def test_member_menu_mutes_and_bans(windows: Windows, live: Live) -> None:
     alice, bob = windows.open("alice"), windows.open("bob")
     alice.fill("#room-name", "moderated")
     alice.click("#create-room button[type=submit]")
-    alice.wait_for_url(__import__("re").compile(r".*/rooms/\d+$"))
+    alice.wait_for_url(re.compile(r".*/rooms/\d+$"))
     room_id = int(alice.url.rsplit("/", 1)[1])
     expect(alice.locator("#status")).to_have_attribute("data-state", "online")
     enter_room(bob, live, room_id)

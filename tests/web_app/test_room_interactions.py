@@ -7,6 +7,7 @@ checks the pushes against a real push server.
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -317,7 +318,7 @@ def test_ban_refuses_bind_say_typing_images_and_history_until_it_ends(app: Flask
         other.post("/bind", {"client_id": "abc", "room_id": room}),
         other.post("/say", {"room_id": room, "type": "all", "content": "let me in"}),
         other.post("/typing", {"room_id": room}),
-        other.post(f"/rooms/{room}/images", data={"file": (__import__("io").BytesIO(TINY_PNG), "a.png")}),
+        other.post(f"/rooms/{room}/images", data={"file": (io.BytesIO(TINY_PNG), "a.png")}),
         other.get(f"/rooms/{room}/messages"),
     ]
     for answer in refused:

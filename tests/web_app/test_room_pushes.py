@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from .live import HttpUser, Live, receive_until
+from .live import Live, receive_until
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 
