@@ -233,7 +233,7 @@ def _open_phone(windows: Windows, name: str) -> Any:
 
 
 def test_on_a_phone_members_are_in_a_drawer_and_you_can_write_privately(windows: Windows, live: Live) -> None:
-    """At 390 px the top bar stays one line, the member list opens as a drawer, and choosing someone writes privately."""
+    """At 390 px the top bar stays one line, the member list opens as a drawer, and its menu's private message writes privately."""
     phone = _open_phone(windows, "dana")
     bob = windows.open("bob")
     room_id = live.user("owner").create_room("a-rather-long-room-name-for-a-phone")
@@ -250,7 +250,11 @@ def test_on_a_phone_members_are_in_a_drawer_and_you_can_write_privately(windows:
     expect(members).to_be_visible()
     expect(members.locator(".member-name")).to_have_text(["bob", "dana"])
     members.locator(".member", has_text="bob").click()
+    # The member menu (members.js) opens over the drawer; "Message privately" closes both.
+    expect(phone.locator("#member-menu .menu-item")).to_have_text(["Message privately"])
+    phone.click("#member-menu .menu-private")
     expect(members).to_be_hidden()
+    expect(phone.locator("#member-menu")).to_be_hidden()
     expect(phone.locator("#private-pill")).to_contain_text("Private to bob")
     phone.fill("#content", "just for you, bob")
     phone.locator("#send").click()
@@ -262,6 +266,37 @@ def test_on_a_phone_members_are_in_a_drawer_and_you_can_write_privately(windows:
     expect(members).to_be_visible()
     phone.keyboard.press("Escape")
     expect(members).to_be_hidden()
+
+
+def test_on_a_phone_the_owner_mutes_from_the_drawer(windows: Windows, live: Live) -> None:
+    """At 390 px the room's owner opens the member menu from the drawer, above it, and mutes a member."""
+    phone = _open_phone(windows, "dana")
+    phone.fill("#room-name", "phone-owned")
+    phone.click("#create-room button[type=submit]")
+    phone.wait_for_url(re.compile(r".*/rooms/\d+$"))
+    owned = int(phone.url.rsplit("/", 1)[1])
+    expect(phone.locator("#status")).to_have_attribute("data-state", "online")
+    bob = windows.open("bob")
+    enter_room(bob, live, owned)
+    expect(phone.locator("#members-toggle-count")).to_have_text("2")
+
+    phone.click("#members-toggle")
+    members = phone.locator("#members")
+    expect(members).to_be_visible()
+    members.locator(".member", has_text="bob").click()
+    menu = phone.locator("#member-menu")
+    expect(menu.locator(".menu-item")).to_have_text(["Message privately", "Mute…", "Ban…", "Unmute", "Unban"])
+    # On top of the drawer and inside the screen: what a finger taps there is the menu.
+    box = menu.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    on_top = phone.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).closest('#member-menu') !== null",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+    )
+    assert on_top, "the member menu is hidden behind the drawer"
+    phone.click("#member-menu .menu-mute")
+    phone.click("#member-menu .mute-for >> text=10 minutes")
+    expect(bob.locator("#blocked-banner")).to_contain_text("You are muted in this room until")
 
 
 def test_screenshots_of_the_room_at_both_widths(windows: Windows, live: Live, tmp_path: Path) -> None:
