@@ -24,7 +24,7 @@ from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, auth, avatars, chat, limits, presence, rooms
+from . import admin, auth, avatars, chat, edits, limits, moderation, presence, reads, rooms, typing_indicator
 from .errors import init_errors
 from .logs import init_logging
 from .limits import init_limits
@@ -61,6 +61,8 @@ def _settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         **limits.settings_from_env(environ),
         # A picture shown 34 px wide needs far less than a chat image; capped by MAX_IMAGE_BYTES's request limit.
         "MAX_AVATAR_BYTES": int(environ.get("MAX_AVATAR_BYTES") or 1024 * 1024),
+        # The lobby's unread counts stop here (the page shows "99+"); see web_app/reads.py.
+        "UNREAD_MAX": int(environ.get("UNREAD_MAX") or 100),
         # werkzeug's default (scrypt). The test suite lowers the cost to stay fast.
         "PASSWORD_HASH_METHOD": "scrypt",
     }
@@ -116,6 +118,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(presence.bp)
     presence.init_presence(app)
     app.register_blueprint(avatars.bp)
+    app.register_blueprint(typing_indicator.bp)
+    app.register_blueprint(reads.bp)
+    app.register_blueprint(edits.bp)
+    app.register_blueprint(moderation.bp)
     app.after_request(_security_headers)
     # Every page's top bar shows who is logged in.
     app.context_processor(lambda: {"user": auth.current_user()})

@@ -24,7 +24,9 @@ from .errors import ApiError, json_api, request_data
 from .images import EXTENSIONS, read_image
 from .limits import rate_limited
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
+from .moderation import check_can_enter, check_can_post
 from .push import get_push, push_keyed, room_group
+from .reads import lobby_group, mark_seen
 from .rooms import get_room
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ def bind() -> ResponseReturnValue:
         raise ApiError(400, "client_id must be a client id string")
     room = get_room(int_field(data, "room_id") or 0)
     me = _me()
+    check_can_enter(room.id, me)
     try:
         # Inside the try: a push client that cannot even be made (no
         # PUSH_SECRET) is the push server being unavailable to us, not a 500.
@@ -170,7 +173,8 @@ def _deliver(message: Message) -> ResponseReturnValue:
         if message.type == "to":
             push_keyed(push.send_to_uid, [payload["to_uid"], payload["uid"]], payload, key=key)
         else:
-            push_keyed(push.send_to_group, room_group(message.room_id), payload, key=key)
+            # The room, and the lobbies watching it for unread counts (web_app/reads.py).
+            push_keyed(push.send_to_group, [room_group(message.room_id), lobby_group(message.room_id)], payload, key=key)
     except PushError as exc:
         log.error("message %s was stored but not pushed: %s", message.id, exc)
         return (
@@ -196,6 +200,7 @@ def say() -> ResponseReturnValue:
         raise ApiError(400, f"content must be at most {CONTENT_MAX} characters")
     room = get_room(int_field(data, "room_id") or 0)
     kind, target = _recipient(data, me)
+    check_can_post(room.id, me)
     message = Message(
         room_id=room.id, user_id=me.id, type=kind, to_id=target.id if target else None, kind="text", content=content
     )
@@ -216,6 +221,7 @@ def upload_image(room_id: int) -> ResponseReturnValue:
     """Store an uploaded image as a message, then push it."""
     room = get_room(room_id)
     me = _me()
+    check_can_post(room.id, me)
     upload = request.files.get("file")
     data, content_type = read_image(upload, int(current_app.config["MAX_IMAGE_BYTES"]))
     # A plain upload (no type field) goes to the whole room.
@@ -249,6 +255,8 @@ def _visible_to(user: User) -> Any:
 def messages(room_id: int) -> ResponseReturnValue:
     """History, oldest first: the ``limit`` messages after ``after``, or before ``before``, or the latest."""
     room = get_room(room_id)
+    # A banned member reads nothing more of the room.
+    check_can_enter(room.id, _me())
     after = int_field(request.args, "after", minimum=0, required=False)
     # An older page of history (SPEC §10): the page asks with its oldest id.
     before = int_field(request.args, "before", required=False)
@@ -264,7 +272,9 @@ def messages(room_id: int) -> ResponseReturnValue:
         if before is not None:
             query = query.where(Message.id < before)
         rows = list(get_db().scalars(query.order_by(Message.id.desc()).limit(limit)))[::-1]
-    return jsonify(messages=[message.to_dict() for message in rows])
+    listed = [message.to_dict() for message in rows]
+    mark_seen(listed, _me(), room.id)
+    return jsonify(messages=listed)
 
 
 @bp.get("/images/<int:image_id>")

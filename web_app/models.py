@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Base", "User", "Room", "Message", "Image", "create_tables", "init_db", "get_db", "insert_unique",
     "store_message", "conversation_of", "database_url", "utcnow", "isoformat", "Avatar",
+    "ReadPosition", "Restriction", "next_rev",
 ]
 
 NAME_MAX = 32
@@ -163,6 +164,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_room_id_id", "room_id", "id"),
         Index("ix_messages_room_conversation_seq", "room_id", "conversation", "seq", unique=True),
+        Index("ix_messages_room_rev", "room_id", "rev"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,12 +178,19 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     conversation: Mapped[str | None] = mapped_column(String(48))
     seq: Mapped[int | None] = mapped_column()
+    # Edits and deletes (see "Room interactions" below): when the text last
+    # changed, whether it is gone, and the room's change number of its last change.
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    rev: Mapped[int | None] = mapped_column()
 
     user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
     to_user: Mapped[User | None] = relationship(foreign_keys=[to_id], lazy="joined")
 
     def to_dict(self) -> dict[str, Any]:
-        """The message as it is pushed and listed: SPEC §5's shape."""
+        """The message as it is pushed and listed: SPEC §5's shape (§10's for an edited or deleted one)."""
+        if self.deleted:
+            return self._deleted_dict()
         data: dict[str, Any] = {
             "type": self.type,
             "id": self.id,
@@ -203,6 +212,23 @@ class Message(Base):
         # Only for an uploaded picture: without one the page draws initials.
         if self.user.avatar is not None:
             data["avatar"] = self.user.avatar.url
+        if self.edited_at is not None:
+            data["edited_at"] = isoformat(self.edited_at)
+        if self.rev is not None:
+            data["rev"] = self.rev
+        return data
+
+    def _deleted_dict(self) -> dict[str, Any]:
+        """A deleted message: no content, only what a client needs to keep its seqs whole (docs/delivery.md)."""
+        data: dict[str, Any] = {"id": self.id, "room_id": self.room_id, "deleted": True, "type": self.type}
+        if self.seq is not None:
+            data["seq"] = self.seq
+        if self.rev is not None:
+            data["rev"] = self.rev
+        # A private message's conversation is its pair: both are the reader and the other party.
+        if self.type == "to" and self.to_user is not None:
+            data["uid"] = self.user.uid
+            data["to_uid"] = self.to_user.uid
         return data
 
 
@@ -276,6 +302,7 @@ def create_tables(engine: Engine) -> None:
         try:
             Base.metadata.create_all(engine)
             _add_delivery_columns(engine)
+            _add_change_columns(engine)
             return
         except SQLAlchemyError:
             if attempt == SCHEMA_ATTEMPTS:
@@ -296,6 +323,32 @@ def _add_delivery_columns(engine: Engine) -> None:
     for index in Message.__table__.indexes:
         if index.name == "ix_messages_room_conversation_seq":
             index.create(engine, checkfirst=True)
+
+
+def _add_change_columns(engine: Engine) -> None:
+    """Give a messages table made before edits and deletes existed their columns and index."""
+    columns = {column["name"] for column in inspect(engine).get_columns("messages")}
+    added = {
+        "edited_at": "TIMESTAMP" if engine.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE",
+        "deleted": "BOOLEAN NOT NULL DEFAULT false",
+        "rev": "INTEGER",
+    }
+    for name, kind in added.items():
+        if name in columns:
+            continue
+        log.info("adding the %s column to an existing messages table", name)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE messages ADD COLUMN {name} {kind}"))
+        except SQLAlchemyError:
+            # Another worker added it between our look and our ALTER.
+            if name not in {column["name"] for column in inspect(engine).get_columns("messages")}:
+                raise
+    for index in Message.__table__.indexes:
+        if index.name == "ix_messages_room_rev":
+            index.create(engine, checkfirst=True)
+
+
 def upgrade_name_keys(engine: Engine) -> None:
     """Give a users table made before name keys existed its ``name_key`` column, filled in, and its unique index.
 
@@ -363,3 +416,51 @@ def _close_db(_exc: BaseException | None) -> None:
     db = g.pop("db", None)
     if db is not None:
         db.close()
+
+
+# -- Room interactions: read positions, bans and mutes, change numbers -----------
+#
+# Added for issue 12 (typing, reads, edits, moderation); kept apart from the
+# tables above. Nothing here is written per message: a read position is one
+# row per (user, room), a restriction one row per (room, user, kind).
+
+
+class ReadPosition(Base):
+    """How far one user has read in one room: the id of the last message read. It never moves back."""
+
+    __tablename__ = "read_positions"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    message_id: Mapped[int] = mapped_column()
+
+
+#: Restriction kinds: a ban keeps the member out of the room; a mute only stops them posting.
+BAN = "ban"
+MUTE = "mute"
+
+
+class Restriction(Base):
+    """A ban or a mute of one user in one room, until ``until`` (for good when None)."""
+
+    __tablename__ = "restrictions"
+
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def next_rev(db: Session, room_id: int) -> Any:
+    """Lock the room and give the SQL for its next change number (the last message edit or delete + 1).
+
+    Like ``store_message``'s seq: under the room's row lock, so change numbers
+    follow commit order and a reader that has seen change n never later finds a
+    smaller one appear (what the page's change catch-up relies on).
+    """
+    db.execute(select(Room.id).where(Room.id == room_id).with_for_update(key_share=True))
+    return (
+        select(func.coalesce(func.max(Message.rev), 0) + 1).where(Message.room_id == room_id).scalar_subquery()
+    )

@@ -14,7 +14,7 @@ from push_client import PushError
 from . import limits
 from .auth import clean_name, current_user, login_required
 from .errors import ApiError, request_data, wants_json
-from .models import ROOM_NAME_MAX, Room, get_db, insert_unique
+from .models import ROOM_NAME_MAX, Room, get_db, insert_unique, isoformat
 from .push import get_push, room_group, ws_url
 
 log = logging.getLogger(__name__)
@@ -58,13 +58,23 @@ def lobby() -> ResponseReturnValue:
     """Rooms with their online counts: a page, or JSON when asked."""
     rooms = get_db().scalars(select(Room).order_by(Room.id.desc()).limit(LOBBY_LIMIT)).all()
     counts = online_counts([room.id for room in rooms])
+    from .reads import unread_counts  # reads builds on this module
+
+    me = current_user()
+    assert me is not None
+    unread = unread_counts(me, [room.id for room in rooms])
     listed: list[dict[str, Any]] = [
-        {"id": room.id, "name": room.name, "online": None if counts is None else counts.get(room.id, 0)}
+        {
+            "id": room.id,
+            "name": room.name,
+            "online": None if counts is None else counts.get(room.id, 0),
+            "unread": unread.get(room.id, 0),
+        }
         for room in rooms
     ]
     if wants_json():
         return jsonify(rooms=listed)
-    return render_template("rooms/lobby.html", rooms=listed, user=current_user())
+    return render_template("rooms/lobby.html", rooms=listed, user=me, ws_url=ws_url())
 
 
 @bp.post("/rooms")
@@ -91,4 +101,20 @@ def room_page(room_id: int) -> ResponseReturnValue:
     room = get_room(room_id)
     if wants_json():
         return jsonify(id=room.id, name=room.name)
-    return render_template("chat/room.html", room=room, user=current_user(), ws_url=ws_url())
+    from .models import MUTE
+    from .moderation import active_restriction
+    from .reads import read_position  # reads builds on this module
+
+    user = current_user()
+    assert user is not None
+    # A muted member's page says so from the start (a ban is refused at /bind).
+    muted = active_restriction(room.id, user.id, (MUTE,))
+    return render_template(
+        "chat/room.html",
+        room=room,
+        user=user,
+        ws_url=ws_url(),
+        owner=room.created_by == user.id,
+        read_position=read_position(user.id, room.id),
+        muted_until=None if muted is None else ("" if muted.until is None else isoformat(muted.until)),
+    )

@@ -1,5 +1,6 @@
-// The composer's limits, said out loud: a counter that appears near the
-// 4,000-character limit (the textarea has no maxlength, which cut a long
+// The composer: sending what it holds (POST /say) without losing what is
+// typed meanwhile, and its limits said out loud: a counter that appears near
+// the 4,000-character limit (the textarea has no maxlength, which cut a long
 // paste silently), a send refused with a clear message and the text kept, and
 // a friendly "slow down" when the web app answers 429.
 "use strict";
@@ -53,4 +54,70 @@ webchat.composerLimits = function (options) {
   content.addEventListener("input", update);
   update();
   return { update, refusal };
+};
+
+// Sends what the composer holds. Only the text that was sent is taken out of
+// the composer, when the answer says it is stored: what was typed while it
+// was on its way stays. One send at a time: Enter pressed meanwhile (the
+// button is disabled, Enter is not) sends what is left afterwards, so
+// pressing it twice stores the message once.
+// options: form, content (textarea), button (Send), limits (composerLimits),
+// body(text) → the /say body, handle(result) → true if it was stored,
+// error(text).
+webchat.composerSend = function (options) {
+  const content = options.content;
+  let sending = false; // a /say is on its way
+  let sendAgain = false; // Enter was pressed meanwhile
+
+  async function say() {
+    if (sending) {
+      sendAgain = true;
+      return;
+    }
+    const text = content.value;
+    if (!text.trim()) return;
+    const refused = options.limits.refusal(text);
+    options.error(refused || "");
+    if (refused) return;
+    sending = true;
+    sendAgain = false;
+    options.button.disabled = true;
+    let result;
+    try {
+      result = await webchat.request("POST", "/say", options.body(text));
+    } finally {
+      sending = false;
+      options.button.disabled = false;
+    }
+    if (options.handle(result)) {
+      if (content.value.startsWith(text)) content.value = content.value.slice(text.length);
+      autoGrow();
+      options.limits.update();
+      if (sendAgain) {
+        sendAgain = false;
+        say();
+        return;
+      }
+    }
+    sendAgain = false;
+    content.focus();
+  }
+
+  function autoGrow() {
+    content.style.height = "auto";
+    content.style.height = Math.min(content.scrollHeight, 160) + "px";
+  }
+
+  options.form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    say();
+  });
+  content.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      say();
+    }
+  });
+  content.addEventListener("input", autoGrow);
+  return { say };
 };

@@ -12,7 +12,8 @@
 
 window.webchat = window.webchat || {};
 
-// options: roomId, myUid, show(msg) (put it on screen), fetchAfter(cursor,
+// options: roomId, myUid, show(msg) (put it on screen), update(msg) (optional:
+// a held message given again with a change number), fetchAfter(cursor,
 // limit) → {ok, status, data: {messages}} (GET /rooms/<id>/messages).
 webchat.delivery = function (options) {
   const PAGE = 200;
@@ -82,7 +83,12 @@ webchat.delivery = function (options) {
   function receive(msg) {
     // Private messages reach every tab of their two parties, whatever room it
     // shows: only this room's belong here.
-    if (!msg || typeof msg.id !== "number" || msg.room_id !== options.roomId || seen.has(msg.id)) return;
+    if (!msg || typeof msg.id !== "number" || msg.room_id !== options.roomId) return;
+    if (seen.has(msg.id)) {
+      // Held already; history may bring it edited or deleted since (edits.js).
+      if (options.update && typeof msg.rev === "number") options.update(msg);
+      return;
+    }
     seen.add(msg.id);
     maxSeen = Math.max(maxSeen, msg.id);
     options.show(msg);

@@ -1,4 +1,6 @@
-// The lobby: create a room, and keep the online counts fresh.
+// The lobby: create a room, keep the online counts fresh, and keep each
+// room's unread count live (a WebSocket bound by POST /lobby/bind hears every
+// listed room's new messages; our own "read" frames mean a tab of ours read).
 "use strict";
 
 document.addEventListener("DOMContentLoaded", function () {
@@ -7,6 +9,8 @@ document.addEventListener("DOMContentLoaded", function () {
   const list = document.getElementById("room-list");
   const empty = document.getElementById("no-rooms");
   const el = webchat.el;
+  const myUid = document.body.dataset.uid;
+  const wsUrl = document.body.dataset.wsUrl;
 
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
@@ -19,6 +23,12 @@ document.addEventListener("DOMContentLoaded", function () {
     window.location.assign("/rooms/" + encodeURIComponent(result.data.id));
   });
 
+  function setUnread(badge, count) {
+    badge.dataset.unread = String(count);
+    badge.textContent = count > 99 ? "99+" : String(count);
+    badge.hidden = !count;
+  }
+
   function render(rooms) {
     list.replaceChildren();
     for (const room of rooms) {
@@ -27,9 +37,11 @@ document.addEventListener("DOMContentLoaded", function () {
       const link = el("a");
       link.href = "/rooms/" + encodeURIComponent(room.id);
       link.append(el("span", "room-hash", "#"), el("span", "room-name", room.name));
+      const unread = el("span", "unread-badge");
+      setUnread(unread, room.unread || 0);
       const badge = el("span", "online-badge", room.online === null ? "–" : room.online + " online");
       badge.dataset.online = room.online === null ? "" : room.online;
-      link.append(badge);
+      link.append(unread, badge);
       item.append(link);
       list.append(item);
     }
@@ -42,4 +54,50 @@ document.addEventListener("DOMContentLoaded", function () {
   }
 
   setInterval(refresh, 10000);
+
+  // -- live unread counts ------------------------------------------------------
+
+  const counted = new Set(); // message ids already counted (a frame may come twice)
+  let refreshTimer = null;
+
+  function refreshSoon() {
+    if (refreshTimer === null) refreshTimer = setTimeout(function () { refreshTimer = null; refresh(); }, 300);
+  }
+
+  function onMessage(frame) {
+    if (String(frame.uid) === myUid || counted.has(frame.id)) return;
+    if (frame.type === "to" && String(frame.to_uid) !== myUid) return;
+    counted.add(frame.id);
+    const badge = list.querySelector('.room-item[data-room-id="' + Number(frame.room_id) + '"] .unread-badge');
+    if (badge) setUnread(badge, Number(badge.dataset.unread || 0) + 1);
+  }
+
+  let attempt = 0;
+  function connect() {
+    if (!wsUrl || typeof WebSocket === "undefined") return;
+    let ws;
+    try { ws = new WebSocket(wsUrl); } catch (err) { return; }
+    ws.addEventListener("message", async function (event) {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch (err) { return; }
+      if (!frame || typeof frame !== "object") return;
+      if (frame.type === "init") {
+        const result = await webchat.request("POST", "/lobby/bind", { client_id: frame.client_id });
+        if (result.ok) { attempt = 0; refresh(); }
+      } else if (frame.type === "all" || frame.type === "to") {
+        onMessage(frame);
+      } else if (frame.type === "read" || frame.type === "delete" || frame.type === "resync") {
+        // We read somewhere (or a message went): the server has the exact counts.
+        refreshSoon();
+      } else if (frame.type === "ping" && ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ type: "pong" }));
+      }
+    });
+    ws.addEventListener("close", function () {
+      const ceiling = Math.min(15000, 500 * Math.pow(2, attempt));
+      attempt += 1;
+      setTimeout(connect, ceiling / 2 + Math.random() * ceiling / 2);
+    });
+  }
+  connect();
 });

@@ -181,8 +181,11 @@ webchat.render = (function () {
     item.dataset.id = String(msg.id);
     item.dataset.uid = String(msg.uid);
     item.dataset.type = msg.type === "to" ? "to:" + [msg.uid, msg.to_uid].sort().join(":") : "all";
-    item.dataset.time = msg.created_at;
-    item.dataset.day = dayKey(msg.created_at);
+    // A deleted message in history has no time (SPEC §10): it takes no date separator.
+    if (msg.created_at) {
+      item.dataset.time = msg.created_at;
+      item.dataset.day = dayKey(msg.created_at);
+    }
     if (mine) item.classList.add("mine");
     if (msg.type === "to") item.classList.add("private");
     if (!mine && msg.kind !== "image" && mentions(msg.content, ctx.myName)) item.classList.add("mentions-me");
@@ -195,8 +198,10 @@ webchat.render = (function () {
       meta.append(el("span", "private-tag", "private · " + to));
     }
     const time = el("time", "time", formatTime(msg.created_at));
-    time.dateTime = msg.created_at;
-    time.title = new Date(msg.created_at).toLocaleString();
+    if (msg.created_at) {
+      time.dateTime = msg.created_at;
+      time.title = new Date(msg.created_at).toLocaleString();
+    }
     meta.append(time);
     bubble.append(meta);
 
@@ -239,10 +244,14 @@ webchat.render = (function () {
   function decorate(item) {
     // Data attributes, not classes: other code (and tests) read a message's classes.
     const prev = previousMessage(item);
-    const newDay = !prev || prev.dataset.day !== item.dataset.day;
+    // The day is the last dated message's (deleted ones from history have none).
+    let dated = prev;
+    while (dated && !dated.dataset.day) dated = previousMessage(dated);
+    const newDay = !!item.dataset.day && (!dated || dated.dataset.day !== item.dataset.day);
     if (newDay) item.dataset.dayLabel = dayLabel(item.dataset.time);
     else delete item.dataset.dayLabel;
-    const grouped = !newDay && prev.dataset.uid === item.dataset.uid && prev.dataset.type === item.dataset.type &&
+    const grouped = !newDay && !!prev && !!item.dataset.day &&
+      prev.dataset.uid === item.dataset.uid && prev.dataset.type === item.dataset.type &&
       !prev.classList.contains("deleted") &&
       new Date(item.dataset.time) - new Date(prev.dataset.time) < GROUP_MS;
     if (grouped) item.dataset.grouped = "";

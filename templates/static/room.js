@@ -4,8 +4,12 @@
 // Flow: load recent history → connect → on "init" POST /bind → catch up from
 // the last contiguous position. How a message looks is render.js; older
 // pages, the "new messages" pill and the "while you were away" divider are
-// history.js; the composer's limits composer.js; images upload.js; desktop
-// notifications notify.js; the phone's member drawer drawer.js. When the socket drops, reconnect with
+// history.js; the composer (sending, its limits) composer.js; images
+// upload.js; desktop notifications notify.js; the phone's member drawer
+// drawer.js; the typing indicator typing.js; read positions, the title's
+// unread count and "seen" reads.js; edits and deletes edits.js; the member
+// list and its menu (private message, mute, ban) members.js. Frames other
+// than messages go to those modules. When the socket drops, reconnect with
 // exponential backoff and jitter and do the same again. What we hold and how
 // we find what we missed follows docs/delivery.md: every message carries its
 // conversation's seq, a hole in a seq is a gap, and a catch-up fetches
@@ -22,7 +26,6 @@ document.addEventListener("DOMContentLoaded", function () {
   const list = document.getElementById("messages");
   const status = document.getElementById("status");
   const memberList = document.getElementById("member-list");
-  const memberCount = document.getElementById("member-count");
   const composer = document.getElementById("composer");
   const content = document.getElementById("content");
   const send = document.getElementById("send");
@@ -50,6 +53,7 @@ document.addEventListener("DOMContentLoaded", function () {
   let socket = null;
   let attempt = 0;
   let everBound = false;
+  let stopped = false; // banned: no more reconnecting
 
   // -- rendering --------------------------------------------------------------
 
@@ -78,6 +82,8 @@ document.addEventListener("DOMContentLoaded", function () {
       learnNames();
     }
     const item = webchat.render.message(msg, { myUid, myName, names: knownNames });
+    edits.decorate(item, msg);
+    reads.decorate(item, msg);
     const wasAtBottom = history.atBottom() || String(msg.uid) === myUid; // your own message takes you down
     const isNew = msg.id > maxShown;
     const img = item.querySelector("img.chat-image");
@@ -100,30 +106,12 @@ document.addEventListener("DOMContentLoaded", function () {
     maxShown = Math.max(maxShown, msg.id);
     history.noteShown(msg, item, wasAtBottom, isNew);
     if (isNew && ready) notify.consider(msg);
+    typing.messageFrom(msg.uid);
+    reads.shown();
   }
 
   function renderMembers() {
-    const entries = Object.entries(members || {}).sort(function (a, b) { return a[1].localeCompare(b[1]); });
-    memberList.replaceChildren();
-    for (const [uid, name] of entries) {
-      const item = el("li");
-      const button = el("button", "member", null);
-      button.type = "button";
-      button.dataset.uid = uid;
-      button.append(webchat.render.avatar(uid, name, avatars[uid], true), el("span", "member-name", name));
-      if (uid === myUid) {
-        button.append(el("span", "you", "you"));
-        button.disabled = true;
-      } else {
-        button.title = "Message " + name + " privately";
-        button.addEventListener("click", function () { setTarget({ uid, name }); });
-      }
-      if (target && target.uid === uid) button.classList.add("selected");
-      item.append(button);
-      memberList.append(item);
-    }
-    memberCount.textContent = String(entries.length);
-    document.getElementById("members-toggle-count").textContent = String(entries.length);
+    memberMenu.render(members, avatars, target);
   }
 
   function applyMembers(usersList, avatarList) {
@@ -153,6 +141,10 @@ document.addEventListener("DOMContentLoaded", function () {
     content.focus();
   }
 
+  function showComposerError(text) {
+    webchat.showError(composerError, text);
+  }
+
   function setStatus(state, text) {
     status.dataset.state = state;
     status.textContent = text;
@@ -169,11 +161,16 @@ document.addEventListener("DOMContentLoaded", function () {
     roomId: roomId,
     myUid: myUid,
     show: renderMessage,
+    // A message we hold, given again (history, catch-up): it may carry an edit or delete.
+    update: function (msg) { edits.apply(msg); },
     fetchAfter: function (after, limit) {
       return webchat.request("GET", "/rooms/" + roomId + "/messages?after=" + after + "&limit=" + limit);
     },
   });
-  const catchUp = delivery.catchUp;
+  const catchUp = function () {
+    // Messages (delivery.js), then the edits and deletes made meanwhile (edits.js).
+    return Promise.resolve(delivery.catchUp()).then(edits.catchUp);
+  };
   const history = webchat.history({
     list: list, roomId: roomId, roomName: body.dataset.roomName, delivery: delivery,
     pill: document.getElementById("new-pill"),
@@ -186,9 +183,29 @@ document.addEventListener("DOMContentLoaded", function () {
   const limits = webchat.composerLimits({
     content: content, counter: document.getElementById("char-count"), max: Number(body.dataset.contentMax),
   });
+  // Room interactions (issue 12), each in its own module: typing.js,
+  // reads.js, edits.js, members.js.
+  const owner = body.dataset.owner === "1";
+  const edits = webchat.edits({
+    roomId, myUid, myName, owner, rendered, names: function () { return knownNames; }, error: showComposerError,
+  });
+  const reads = webchat.reads({ roomId, myUid, position: Number(body.dataset.readPosition || 0), list, rendered });
+  const typing = webchat.typing({
+    roomId, myUid, input: content, indicator: document.getElementById("typing"), target: function () { return target; },
+  });
+  const memberMenu = webchat.members({
+    roomId, myUid, owner, setTarget, notice, composer, list, memberList,
+    counts: [document.getElementById("member-count"), document.getElementById("members-toggle-count")],
+    stop: function () { stopped = true; setStatus("offline", "Banned"); if (socket) socket.close(); },
+  });
+  const moduleFrames = {
+    typing: typing.receive, read: reads.receive, edit: edits.apply, delete: edits.apply,
+    banned: memberMenu.receive, muted: memberMenu.receive, unbanned: memberMenu.receive, unmuted: memberMenu.receive,
+  };
 
   async function loadRecent() {
     const PAGE = 50;
+    await edits.start(); // the change number first: later changes are fetched after it
     const result = await webchat.request("GET", "/rooms/" + roomId + "/messages?limit=" + PAGE);
     if (result.ok) delivery.start(result.data.messages);
     ready = true;
@@ -216,6 +233,7 @@ document.addEventListener("DOMContentLoaded", function () {
     ws.addEventListener("close", function () {
       if (socket !== ws) return;
       socket = null;
+      if (stopped) return;
       scheduleReconnect();
     });
   }
@@ -261,6 +279,9 @@ document.addEventListener("DOMContentLoaded", function () {
       case "ping":
         if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "pong" }));
         break;
+      default:
+        // typing, read, edit, delete, banned, muted, unbanned, unmuted: the modules' frames.
+        if (Object.prototype.hasOwnProperty.call(moduleFrames, frame.type)) moduleFrames[frame.type](frame);
     }
   }
 
@@ -285,6 +306,7 @@ document.addEventListener("DOMContentLoaded", function () {
         window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
         return;
       }
+      if (result.status === 403 && memberMenu.refused(result.data)) return;
       notice("Could not join the room: " + (result.data.error || "error " + result.status));
       ws.close(); // the close handler retries with backoff
       return;
@@ -307,8 +329,10 @@ document.addEventListener("DOMContentLoaded", function () {
   function handleSent(result) {
     if (result.ok) {
       delivery.receiveLive(result.data.message);
+      typing.sent();
       return true;
     }
+    if (result.status === 403) memberMenu.refused(result.data);
     if (result.data && result.data.stored) {
       // Stored but not pushed: ours to show; the others fetch it when they
       // reconnect. Pushes to us may be failing too: catch up now.
@@ -317,82 +341,31 @@ document.addEventListener("DOMContentLoaded", function () {
       catchUp();
       return true;
     }
-    webchat.showError(composerError, webchat.failure(result, "could not send"));
+    showComposerError(webchat.failure(result, "could not send"));
     return false;
   }
 
-  let sending = false; // a /say is on its way
-  let sendAgain = false; // Enter was pressed meanwhile
-
-  // Sends what the composer holds. Only the text that was sent is taken out
-  // of the composer, when the answer says it is stored: what was typed while
-  // it was on its way stays. One send at a time: Enter pressed meanwhile
-  // (the button is disabled, Enter is not) sends what is left afterwards, so
-  // pressing it twice stores the message once.
-  async function say() {
-    if (sending) {
-      sendAgain = true;
-      return;
-    }
-    const text = content.value;
-    if (!text.trim()) return;
-    const refused = limits.refusal(text);
-    webchat.showError(composerError, refused || "");
-    if (refused) return;
-    const message = { room_id: roomId, type: target ? "to" : "all", content: text };
-    if (target) message.to_uid = target.uid;
-    sending = true;
-    sendAgain = false;
-    send.disabled = true;
-    let result;
-    try {
-      result = await webchat.request("POST", "/say", message);
-    } finally {
-      sending = false;
-      send.disabled = false;
-    }
-    if (handleSent(result)) {
-      if (content.value.startsWith(text)) content.value = content.value.slice(text.length);
-      autoGrow();
-      limits.update();
-      if (sendAgain) {
-        sendAgain = false;
-        say();
-        return;
-      }
-    }
-    sendAgain = false;
-    content.focus();
-  }
-
-  function autoGrow() {
-    content.style.height = "auto";
-    content.style.height = Math.min(content.scrollHeight, 160) + "px";
-  }
-
-  composer.addEventListener("submit", function (event) {
-    event.preventDefault();
-    say();
+  // Enter and the Send button: composer.js (nothing typed meanwhile is lost).
+  webchat.composerSend({
+    form: composer, content, button: send, limits, error: showComposerError, handle: handleSent,
+    body: function (text) {
+      const message = { room_id: roomId, type: target ? "to" : "all", content: text };
+      if (target) message.to_uid = target.uid;
+      return message;
+    },
   });
-  content.addEventListener("keydown", function (event) {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      say();
-    }
-  });
-  content.addEventListener("input", autoGrow);
   privateCancel.addEventListener("click", function () { setTarget(null); });
   webchat.imageUploads({
     roomId: roomId, maxBytes: Number(body.dataset.maxImageBytes), input: imageInput,
     dropZone: document.getElementById("conversation"), content: content,
     progress: document.getElementById("upload-progress"),
-    error: function (text) { webchat.showError(composerError, text); },
+    error: showComposerError,
     target: function () { return target; },
     done: handleSent,
   });
   webchat.avatarUpload({
     input: document.getElementById("avatar-input"), maxBytes: Number(body.dataset.maxAvatarBytes),
-    error: function (text) { webchat.showError(composerError, text); },
+    error: showComposerError,
     done: function (url) {
       const mine = webchat.render.avatar(myUid, myName, url);
       mine.id = "my-avatar";

@@ -74,6 +74,8 @@ def test_private_message_shows_only_where_it_should(windows: Windows, live: Live
 
     expect(alice.locator("#private-pill")).to_be_hidden()
     alice.click("#member-list button.member[data-uid] >> text=bob")
+    # The member menu (members.js) offers the private message.
+    alice.click("#member-menu .menu-private")
     expect(alice.locator("#private-pill")).to_be_visible()
     say(alice, "secret for bob")
     for page in (alice, bob):

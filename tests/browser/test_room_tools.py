@@ -233,7 +233,7 @@ def _open_phone(windows: Windows, name: str) -> Any:
 
 
 def test_on_a_phone_members_are_in_a_drawer_and_you_can_write_privately(windows: Windows, live: Live) -> None:
-    """At 390 px the top bar stays one line, the member list opens as a drawer, and choosing someone writes privately."""
+    """At 390 px the top bar stays one line, the member list opens as a drawer, and its menu's private message writes privately."""
     phone = _open_phone(windows, "dana")
     bob = windows.open("bob")
     room_id = live.user("owner").create_room("a-rather-long-room-name-for-a-phone")
@@ -250,7 +250,11 @@ def test_on_a_phone_members_are_in_a_drawer_and_you_can_write_privately(windows:
     expect(members).to_be_visible()
     expect(members.locator(".member-name")).to_have_text(["bob", "dana"])
     members.locator(".member", has_text="bob").click()
+    # The member menu (members.js) opens over the drawer; "Message privately" closes both.
+    expect(phone.locator("#member-menu .menu-item")).to_have_text(["Message privately"])
+    phone.click("#member-menu .menu-private")
     expect(members).to_be_hidden()
+    expect(phone.locator("#member-menu")).to_be_hidden()
     expect(phone.locator("#private-pill")).to_contain_text("Private to bob")
     phone.fill("#content", "just for you, bob")
     phone.locator("#send").click()
@@ -264,8 +268,40 @@ def test_on_a_phone_members_are_in_a_drawer_and_you_can_write_privately(windows:
     expect(members).to_be_hidden()
 
 
+def test_on_a_phone_the_owner_mutes_from_the_drawer(windows: Windows, live: Live) -> None:
+    """At 390 px the room's owner opens the member menu from the drawer, above it, and mutes a member."""
+    phone = _open_phone(windows, "dana")
+    phone.fill("#room-name", "phone-owned")
+    phone.click("#create-room button[type=submit]")
+    phone.wait_for_url(re.compile(r".*/rooms/\d+$"))
+    owned = int(phone.url.rsplit("/", 1)[1])
+    expect(phone.locator("#status")).to_have_attribute("data-state", "online")
+    bob = windows.open("bob")
+    enter_room(bob, live, owned)
+    expect(phone.locator("#members-toggle-count")).to_have_text("2")
+
+    phone.click("#members-toggle")
+    members = phone.locator("#members")
+    expect(members).to_be_visible()
+    members.locator(".member", has_text="bob").click()
+    menu = phone.locator("#member-menu")
+    expect(menu.locator(".menu-item")).to_have_text(["Message privately", "Mute…", "Ban…", "Unmute", "Unban"])
+    # On top of the drawer and inside the screen: what a finger taps there is the menu.
+    box = menu.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    on_top = phone.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).closest('#member-menu') !== null",
+        [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+    )
+    assert on_top, "the member menu is hidden behind the drawer"
+    phone.click("#member-menu .menu-mute")
+    phone.click("#member-menu .mute-for >> text=10 minutes")
+    expect(bob.locator("#blocked-banner")).to_contain_text("You are muted in this room until")
+
+
 def test_screenshots_of_the_room_at_both_widths(windows: Windows, live: Live, tmp_path: Path) -> None:
-    """The lived-in room renders at 1280 px and at 390 px (drawer open) with nothing overflowing; the pictures are kept.
+    """The lived-in room renders at 1280 px (typing, an edited message with a link) and at 390 px (drawer open
+    with the owner's member menu) with nothing overflowing, and the lobby shows an unread count; the pictures are kept.
 
     Set WEBCHAT_SCREENSHOTS=<dir> to keep them (docs/screenshot-room.png is the 1280 px one).
     """
@@ -286,6 +322,17 @@ def test_screenshots_of_the_room_at_both_widths(windows: Windows, live: Live, tm
     expect(wide.locator("#member-list .member")).to_have_count(3)
     expect(wide.locator("#messages .mention.me")).to_have_count(1)
     expect(wide.locator("#messages img.avatar-img").first).to_have_js_property("complete", True)
+    # Bob adds the link to his last message; carol is typing.
+    bob_http, carol_http = users["bob"], users["carol"]
+    last = max(int(m["id"]) for m in bob_http.get(f"/rooms/{room_id}/messages").json()["messages"] if m.get("uname") == "bob")
+    edited = bob_http.http.patch(
+        f"{live.url}/messages/{last}", json={"content": "Draft by noon: https://example.com/release-notes"},
+        headers={"X-CSRFToken": bob_http.csrf or bob_http.refresh_csrf()},
+    )
+    assert edited.status_code == 200, edited.text
+    expect(message(wide, "Draft by noon: https://example.com/release-notes").locator("a.link")).to_have_count(1)
+    assert carol_http.post("/typing", {"room_id": room_id}).status_code == 200
+    expect(wide.locator("#typing")).to_have_text("carol is typing…")
     assert wide.evaluate("document.documentElement.scrollWidth") <= 1280
     wide.screenshot(path=str(out / "room-1280.png"))
 
@@ -297,4 +344,20 @@ def test_screenshots_of_the_room_at_both_widths(windows: Windows, live: Live, tm
     expect(phone.locator("#members")).to_be_visible()
     phone.wait_for_timeout(300)  # the drawer's slide (a picture, not an assertion, waits for it)
     phone.screenshot(path=str(out / "room-390-drawer.png"))
-    assert users and others
+
+    # The owner (alice) on a phone: the drawer's member menu has mute and ban.
+    owner = others[0]
+    owner.set_viewport_size(PHONE)
+    owner.click("#members-toggle")
+    expect(owner.locator("#members")).to_be_visible()
+    owner.locator("#members .member", has_text="bob").click()
+    expect(owner.locator("#member-menu .menu-ban")).to_be_visible()
+    owner.wait_for_timeout(300)  # the drawer's slide
+    owner.screenshot(path=str(out / "room-390-owner-menu.png"))
+
+    # The lobby: bob's new message in another room is counted there, live.
+    other_room = carol_http.create_room("release")
+    wide.goto(live.url + "/")
+    say(carol_http, other_room, "Release notes are up for review.")
+    expect(wide.locator(f'.room-item[data-room-id="{other_room}"] .unread-badge')).to_have_text("1")
+    wide.screenshot(path=str(out / "lobby-1280.png"))

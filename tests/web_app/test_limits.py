@@ -62,6 +62,19 @@ def test_posting_past_the_limit_is_429_and_stores_nothing(instance: Path, db_url
     assert _say(bob, room_id, "bob has his own allowance").status_code in (201, 502)
 
 
+def test_typing_notices_past_their_limit_are_429(instance: Path) -> None:
+    """/typing past RATE_LIMIT_TYPING answers 429 with Retry-After (its own count: posting still works)."""
+    app = _app(instance, None, RATE_LIMIT_TYPING="2/600")
+    member = Visitor(app.test_client())
+    member.register()
+    room_id = member.create_room()
+    for _ in range(2):
+        # 503: the push server is a closed port here; the notice was counted all the same.
+        assert member.post("/typing", {"room_id": room_id}).status_code == 503
+    _assert_429(member.post("/typing", {"room_id": room_id}))
+    assert _say(member, room_id, "typing's limit is not posting's").status_code in (201, 502)
+
+
 def test_uploads_past_the_limit_are_429_and_store_nothing(instance: Path) -> None:
     """Image uploads past RATE_LIMIT_UPLOADS answer 429 and store neither image nor message."""
     app = _app(instance, None, RATE_LIMIT_UPLOADS="2/600")

@@ -101,7 +101,7 @@ def test_honcho_runs_push_server_and_gunicorn_together(tmp_path: Path) -> None:
         room_id = user.create_room("from-procfile")
         # 201 (not 502): gunicorn's app reached the push server with the shared secret.
         assert user.say(room_id, "hello").status_code == 201
-        assert user.get("/rooms").json()["rooms"] == [{"id": room_id, "name": "from-procfile", "online": 0}]
+        assert user.get("/rooms").json()["rooms"] == [{"id": room_id, "name": "from-procfile", "online": 0, "unread": 0}]
         page = user.get(f"/rooms/{room_id}", headers={"Accept": "text/html"}).text
         assert f'data-ws-url="ws://127.0.0.1:{honcho.ws_port}/ws"' in page
         # The failed-login limit (default 10) holds across gunicorn's workers:

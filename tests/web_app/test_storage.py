@@ -149,5 +149,5 @@ def test_rooms_are_listed_and_unique(member: Visitor) -> None:
     """Created rooms are listed in the lobby JSON (online unknown without a push server); names are unique."""
     room_id = member.create_room("Général")
     answer = member.get("/rooms")
-    assert {"id": room_id, "name": "Général", "online": None} in answer.json["rooms"]
+    assert {"id": room_id, "name": "Général", "online": None, "unread": 0} in answer.json["rooms"]
     assert member.post("/rooms", {"name": "Général"}).status_code == 409
