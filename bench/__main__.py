@@ -41,13 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
 
     results: dict[str, Any] = {
-        "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": scenarios.machine(),
-        "config": cfg.__dict__, "systems": {s: {} for s in systems},
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": scenarios.machine(),
+        "config": cfg.__dict__,
+        "systems": {s: {} for s in systems},
     }
     if "floor" in items:
         log("send() floor")
-        results["send_floor"] = {"one_peer": send_floor(cfg.floor_calls, 1),
-                                 "many_peers": send_floor(cfg.floor_calls, 1000 if not args.quick else 100)}
+        results["send_floor"] = {
+            "one_peer": send_floor(cfg.floor_calls, 1),
+            "many_peers": send_floor(cfg.floor_calls, 1000 if not args.quick else 100),
+        }
     if "faults" in items:
         log("faults: delivery under faults, counted (webchat only)")
         from bench.faults import run_faults
@@ -80,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"no chart: {exc} (pip install matplotlib)")
     print(text)
     log(f"wrote {args.out / stem}.json, .md, .png")
-    failed = [f"{s}.{k}" for s, data in results["systems"].items() for k, v in data.items()
-              if isinstance(v, dict) and "error" in v]
+    failed = [
+        f"{s}.{k}"
+        for s, data in results["systems"].items()
+        for k, v in data.items()
+        if isinstance(v, dict) and "error" in v
+    ]
     failed += [f"faults.{k}" for k, v in results.get("faults", {}).items() if "error" in v]
     if failed:
         log(f"failed: {', '.join(failed)}")

@@ -65,9 +65,15 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         h = request.headers
-        if push_protocol.verify_signature(SECRET, "POST", request.path, hashlib.sha256(body).hexdigest(),
-                                          h.get("X-Push-Timestamp", ""), h.get("X-Push-Nonce", ""),
-                                          h.get("X-Push-Signature", "")):
+        if push_protocol.verify_signature(
+            SECRET,
+            "POST",
+            request.path,
+            hashlib.sha256(body).hexdigest(),
+            h.get("X-Push-Timestamp", ""),
+            h.get("X-Push-Nonce", ""),
+            h.get("X-Push-Signature", ""),
+        ):
             self.bad += 1
             return web.Response(status=401)
         self.ids.update(event["id"] for event in json.loads(body)["events"])
@@ -78,7 +84,9 @@ class Receiver:
             await self._runner.cleanup()
 
 
-async def _connect(session: aiohttp.ClientSession, port: int, count: int) -> list[tuple[aiohttp.ClientWebSocketResponse, str]]:
+async def _connect(
+    session: aiohttp.ClientSession, port: int, count: int
+) -> list[tuple[aiohttp.ClientWebSocketResponse, str]]:
     limit = asyncio.Semaphore(100)
 
     async def one() -> tuple[aiohttp.ClientWebSocketResponse, str]:
@@ -106,7 +114,9 @@ async def churn(proc: Proc, ws_port: int, api_port: int, clients: int, receiver:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         opened = await _connect(session, ws_port, clients)
         tag = f"{started:.0f}-{id(opened)}"
-        await asyncio.to_thread(_batch, api_port, [("bind_uid", (cid, f"u{tag}-{n}")) for n, (_, cid) in enumerate(opened)])
+        await asyncio.to_thread(
+            _batch, api_port, [("bind_uid", (cid, f"u{tag}-{n}")) for n, (_, cid) in enumerate(opened)]
+        )
         await asyncio.gather(*(ws.close() for ws, _ in opened))
     expected = 3 * clients
     if receiver is not None:
@@ -118,7 +128,11 @@ async def churn(proc: Proc, ws_port: int, api_port: int, clients: int, receiver:
     else:
         await asyncio.sleep(GRACE + 0.5)  # the same settling time as with events, for a fair CPU figure
     elapsed = time.monotonic() - started
-    result: dict[str, Any] = {"clients": clients, "seconds": round(elapsed, 3), "server_cpu_s": round(proc.cpu() - cpu, 3)}
+    result: dict[str, Any] = {
+        "clients": clients,
+        "seconds": round(elapsed, 3),
+        "server_cpu_s": round(proc.cpu() - cpu, 3),
+    }
     if receiver is not None:
         result["events"] = expected
         result["events_per_s"] = round(expected / elapsed)
@@ -152,9 +166,14 @@ async def fan_out(proc: Proc, ws_port: int, api_port: int, members: int, pushes:
         elapsed = time.monotonic() - started
         used = proc.cpu() - cpu
         await asyncio.gather(*(ws.close() for ws, _ in opened))
-    return {"members": members, "pushes": pushes, "frames": received, "expected": expected,
-            "server_cpu_us_per_frame": round(used / max(1, received) * 1e6, 2),
-            "frames_per_s": round(received / elapsed)}
+    return {
+        "members": members,
+        "pushes": pushes,
+        "frames": received,
+        "expected": expected,
+        "server_cpu_us_per_frame": round(used / max(1, received) * 1e6, 2),
+        "frames_per_s": round(received / elapsed),
+    }
 
 
 async def run(clients: int, members: int, pushes: int) -> dict[str, Any]:
@@ -185,7 +204,8 @@ async def run(clients: int, members: int, pushes: int) -> dict[str, Any]:
         await receiver.stop()
     off, on = results["off"], results["on"]
     results["extra_cpu_us_per_event"] = round(
-        (on["churn"]["server_cpu_s"] - off["churn"]["server_cpu_s"]) / on["churn"]["events"] * 1e6, 1)
+        (on["churn"]["server_cpu_s"] - off["churn"]["server_cpu_s"]) / on["churn"]["events"] * 1e6, 1
+    )
     results["bad_signatures"] = receiver.bad
     return results
 
@@ -198,9 +218,17 @@ def table(results: dict[str, Any]) -> str:
     off, on = results["off"], results["on"]
     rows = [
         ("churn: events acknowledged per second", "–", f"{on['churn']['events_per_s']:,}"),
-        (f"churn: push server CPU for {results['clients']:,} clients (s)", off["churn"]["server_cpu_s"], on["churn"]["server_cpu_s"]),
+        (
+            f"churn: push server CPU for {results['clients']:,} clients (s)",
+            off["churn"]["server_cpu_s"],
+            on["churn"]["server_cpu_s"],
+        ),
         ("extra push server CPU per event (µs)", "–", results["extra_cpu_us_per_event"]),
-        (f"fan-out to {results['members']} members: server CPU µs/frame", off["fan_out"]["server_cpu_us_per_frame"], on["fan_out"]["server_cpu_us_per_frame"]),
+        (
+            f"fan-out to {results['members']} members: server CPU µs/frame",
+            off["fan_out"]["server_cpu_us_per_frame"],
+            on["fan_out"]["server_cpu_us_per_frame"],
+        ),
         ("fan-out: frames per second", f"{off['fan_out']['frames_per_s']:,}", f"{on['fan_out']['frames_per_s']:,}"),
         (f"idle node CPU over {IDLE_SECONDS:.0f} s (% of a core)", off["idle_cpu_percent"], on["idle_cpu_percent"]),
     ]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def run_faults(pages: int, messages: int, log: Callable[[str], None], web_pages: int = 300) -> dict[str, Any]:
@@ -34,8 +35,13 @@ def run_faults(pages: int, messages: int, log: Callable[[str], None], web_pages:
         ("redis_restarted_empty", pages, lambda: cluster_rig.redis_restarted_empty(pages=pages, nodes=3, outage=2.0)),
         ("node_killed", pages, lambda: cluster_rig.node_killed(pages=pages, nodes=3, messages=messages)),
         # Ten posters at ~4 messages/s each: about 80 messages around the outage, every page a reader.
-        ("pages_redis_restarted_empty", web_pages, lambda: pages_rig.redis_restarted_empty(
-            pages=web_pages, nodes=3, posters=min(10, web_pages), outage=2.0, interval=0.25, after=30)),
+        (
+            "pages_redis_restarted_empty",
+            web_pages,
+            lambda: pages_rig.redis_restarted_empty(
+                pages=web_pages, nodes=3, posters=min(10, web_pages), outage=2.0, interval=0.25, after=30
+            ),
+        ),
     ):
         log(f"  faults: {name} ({size} pages, 3 nodes)")
         try:
@@ -44,27 +50,36 @@ def run_faults(pages: int, messages: int, log: Callable[[str], None], web_pages:
             log(f"  FAILED {type(exc).__name__}: {exc}")
             figures = {"error": f"{type(exc).__name__}: {exc}"}
         else:
-            log(f"    lost {figures['lost']}, duplicated {figures['duplicated']}, "
-                f"whole again after {figures['seconds_to_whole']} s ({figures['pairs']:,} pairs)")
+            log(
+                f"    lost {figures['lost']}, duplicated {figures['duplicated']}, "
+                f"whole again after {figures['seconds_to_whole']} s ({figures['pairs']:,} pairs)"
+            )
         out[name] = figures
     return out
 
 
 def table(faults: dict[str, Any]) -> list[str]:
     """The faults figures as markdown lines."""
-    lines = ["", "| fault | pages | messages | (page, message) pairs | lost | duplicated | of which unexplained | s to whole |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "| fault | pages | messages | (page, message) pairs | lost | duplicated | of which unexplained | s to whole |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, f in faults.items():
         if "error" in f:
             lines.append(f"| {name} | failed: {f['error']} |||||||")
             continue
         unexplained = f.get("unexplained_duplicates", f["duplicated"])
-        lines.append(f"| {name} | {f['pages']} | {f['messages']} | {f['pairs']:,} | {f['lost']} | {f['duplicated']} "
-                     f"| {unexplained} | {f['seconds_to_whole']} |")
+        lines.append(
+            f"| {name} | {f['pages']} | {f['messages']} | {f['pairs']:,} | {f['lost']} | {f['duplicated']} "
+            f"| {unexplained} | {f['seconds_to_whole']} |"
+        )
     for name, f in faults.items():
         if "say_statuses" in f:
             lines.append("")
-            lines.append(f"{name}: /say answered {f['say_statuses']}; {f['not_pushed']:,} pairs never pushed to their page "
-                         f"(shown from history); {f['reconnected']} pages reconnected; "
-                         f"{f.get('told', '-')} of {f['pages']} told redis_lost then redis_restored.")
+            lines.append(
+                f"{name}: /say answered {f['say_statuses']}; {f['not_pushed']:,} pairs never pushed to their page "
+                f"(shown from history); {f['reconnected']} pages reconnected; "
+                f"{f.get('told', '-')} of {f['pages']} told redis_lost then redis_restored."
+            )
     return lines

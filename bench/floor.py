@@ -117,6 +117,12 @@ def send_floor(calls: int = 200_000, peers: int = 1, repeats: int = 5) -> dict[s
     reader.join(30)
     listener.close()
     cpu_sorted = sorted(r[0] for r in rounds)
-    return {"cpu_us": statistics.median(cpu_sorted), "cpu_us_min": cpu_sorted[0], "cpu_us_max": cpu_sorted[-1],
-            "wall_us": statistics.median(r[1] for r in rounds), "calls": bursts * burst * repeats, "peers": peers,
-            "burst": burst}
+    return {
+        "cpu_us": statistics.median(cpu_sorted),
+        "cpu_us_min": cpu_sorted[0],
+        "cpu_us_max": cpu_sorted[-1],
+        "wall_us": statistics.median(r[1] for r in rounds),
+        "calls": bursts * burst * repeats,
+        "peers": peers,
+        "burst": burst,
+    }

@@ -299,8 +299,17 @@ class _Worker:
         if name == "connect":
             _, kind, host, port, path, count, stall, inflight = cmd
             self.pending_connect = {
-                "kind": kind, "host": host, "port": port, "path": path, "todo": count, "limit": inflight,
-                "stall": stall, "inflight": 0, "ready": 0, "failed": 0, "client_ids": [],
+                "kind": kind,
+                "host": host,
+                "port": port,
+                "path": path,
+                "todo": count,
+                "limit": inflight,
+                "stall": stall,
+                "inflight": 0,
+                "ready": 0,
+                "failed": 0,
+                "client_ids": [],
                 "deadline": time.monotonic() + 60 + count / 100,
             }
             return True
@@ -309,11 +318,17 @@ class _Worker:
             self.record = bool(cmd[1])
             self.pipe.send(True)
         elif name == "stats":
-            self.pipe.send({
-                "frames": self.frames, "last_arrival": self.last_arrival,
-                "seqs": self.seqs if cmd[1] else {}, "open": len(self.conns) + len(self.stalled),
-                "closed_by_server": self.closed_by_server, "cpu": _own_cpu(), "cpu_sys": os.times().system,
-            })
+            self.pipe.send(
+                {
+                    "frames": self.frames,
+                    "last_arrival": self.last_arrival,
+                    "seqs": self.seqs if cmd[1] else {},
+                    "open": len(self.conns) + len(self.stalled),
+                    "closed_by_server": self.closed_by_server,
+                    "cpu": _own_cpu(),
+                    "cpu_sys": os.times().system,
+                }
+            )
         elif name == "probe_stalled":
             self.pipe.send(self._probe_stalled())
         elif name == "close_all":
@@ -358,8 +373,13 @@ class _Worker:
             self._start_connect(job)
         if (job["todo"] == 0 and job["inflight"] == 0) or time.monotonic() > job["deadline"]:
             self.pending_connect = None
-            self.pipe.send({"ready": job["ready"], "failed": job["failed"] + job["inflight"] + job["todo"],
-                            "client_ids": job["client_ids"]})
+            self.pipe.send(
+                {
+                    "ready": job["ready"],
+                    "failed": job["failed"] + job["inflight"] + job["todo"],
+                    "client_ids": job["client_ids"],
+                }
+            )
 
     def run(self) -> None:
         pipe_fd = self.pipe.fileno()
@@ -425,8 +445,16 @@ class LoadGen:
             answers.append(pipe.recv())
         return answers
 
-    def connect(self, kind: str, host: str, port: int, path: str, count: int, stall: bool = False,
-                inflight: int = _CONNECTING_AT_ONCE) -> dict[str, Any]:
+    def connect(
+        self,
+        kind: str,
+        host: str,
+        port: int,
+        path: str,
+        count: int,
+        stall: bool = False,
+        inflight: int = _CONNECTING_AT_ONCE,
+    ) -> dict[str, Any]:
         """Open ``count`` WebSocket connections spread over the workers; wait until they are ready.
 
         ``inflight`` caps each worker's connections being set up at once.

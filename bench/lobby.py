@@ -70,8 +70,15 @@ def main() -> None:
         db.execute(
             insert(Message),
             [
-                {"room_id": room_id, "user_id": author.id, "type": "all", "kind": "text", "content": "x",
-                 "conversation": "all", "seq": n + 1}
+                {
+                    "room_id": room_id,
+                    "user_id": author.id,
+                    "type": "all",
+                    "kind": "text",
+                    "content": "x",
+                    "conversation": "all",
+                    "seq": n + 1,
+                }
                 for room_id in room_ids
                 for n in range(args.messages)
             ],
@@ -79,8 +86,10 @@ def main() -> None:
         firsts = dict(db.execute(select(Message.room_id, func.min(Message.id)).group_by(Message.room_id)).all())
         db.execute(
             insert(ReadPosition),
-            [{"user_id": reader.id, "room_id": room_id, "message_id": firsts[room_id] + args.messages // 2}
-             for room_id in room_ids[::2]],
+            [
+                {"user_id": reader.id, "room_id": room_id, "message_id": firsts[room_id] + args.messages // 2}
+                for room_id in room_ids[::2]
+            ],
         )
         db.commit()
         reader_id = reader.id
@@ -116,10 +125,14 @@ def main() -> None:
 
     backend = engine.dialect.name
     print(f"{backend}: {args.rooms} rooms × {args.messages} messages")
-    print(f"  SQL statements per GET /rooms: {len(per_request)} "
-          f"({sum('read_positions' in s for s in per_request)} for the unread counts of all rooms)")
-    print(f"  GET /rooms median {statistics.median(lobby_ms):.1f} ms; the unread query alone median "
-          f"{statistics.median(query_ms):.1f} ms")
+    print(
+        f"  SQL statements per GET /rooms: {len(per_request)} "
+        f"({sum('read_positions' in s for s in per_request)} for the unread counts of all rooms)"
+    )
+    print(
+        f"  GET /rooms median {statistics.median(lobby_ms):.1f} ms; the unread query alone median "
+        f"{statistics.median(query_ms):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

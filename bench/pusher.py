@@ -69,8 +69,9 @@ class _WebchatSide:
         message = "x" * 100
 
         async def run() -> dict[str, Any]:
-            async with AsyncPushClient(self.client.api_url, secret=self.client._secret, timeout=30,
-                                       limit=in_flight) as push:
+            async with AsyncPushClient(
+                self.client.api_url, secret=self.client._secret, timeout=30, limit=in_flight
+            ) as push:
                 await push.send_to_client(client_id, message)  # the session and a first connection
                 count = 0
                 start, cpu = time.monotonic(), time.process_time()
@@ -83,8 +84,12 @@ class _WebchatSide:
                         count += 1
 
                 await asyncio.gather(*(worker() for _ in range(in_flight)))
-                return {"calls": count, "seconds": time.monotonic() - start, "in_flight": in_flight,
-                        "cpu_seconds": time.process_time() - cpu}
+                return {
+                    "calls": count,
+                    "seconds": time.monotonic() - start,
+                    "in_flight": in_flight,
+                    "cpu_seconds": time.process_time() - cpu,
+                }
 
         return asyncio.run(run())
 
@@ -127,8 +132,11 @@ class _SocketioSide:
 
 
 def _pusher_main(pipe: Any, system: str, options: dict[str, Any]) -> None:
-    side: Any = (_WebchatSide(options["api_url"], options["secret"]) if system == "webchat"
-                 else _SocketioSide(options["redis_url"]))
+    side: Any = (
+        _WebchatSide(options["api_url"], options["secret"])
+        if system == "webchat"
+        else _SocketioSide(options["redis_url"])
+    )
     seq = 0
     while True:
         cmd = pipe.recv()
@@ -158,8 +166,9 @@ def _pusher_main(pipe: Any, system: str, options: dict[str, Any]) -> None:
                     began = time.monotonic()
                     side.push(target, [make_message(seq, size)])
                     call_times.append(time.monotonic() - began)
-                pipe.send({"start": start, "end": time.monotonic(), "first": first, "last": seq,
-                           "call_times": call_times})
+                pipe.send(
+                    {"start": start, "end": time.monotonic(), "first": first, "last": seq, "call_times": call_times}
+                )
             elif name == "calls":
                 pipe.send(side.calls(cmd[1], cmd[2]))
             elif name == "async_calls":

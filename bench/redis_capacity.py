@@ -18,9 +18,8 @@ import concurrent.futures
 import secrets
 import time
 
-from push_client import PushClient
-
 from bench.systems import Proc, start_push_server, start_redis
+from push_client import PushClient
 
 MIX = 5  # operations per round of the mix below
 
@@ -59,10 +58,12 @@ def main() -> None:
         redis_cpu, node_cpu = redis.cpu(), sum(node.cpu() for node, _, _ in nodes)
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
-            counts = list(pool.map(
-                lambda item: drive(f"http://127.0.0.1:{item[1][2]}", secret, args.seconds, args.batch, item[0]),
-                enumerate(nodes),
-            ))
+            counts = list(
+                pool.map(
+                    lambda item: drive(f"http://127.0.0.1:{item[1][2]}", secret, args.seconds, args.batch, item[0]),
+                    enumerate(nodes),
+                )
+            )
         elapsed = time.monotonic() - started
         redis_share = (redis.cpu() - redis_cpu) / elapsed
         nodes_share = (sum(node.cpu() for node, _, _ in nodes) - node_cpu) / elapsed

@@ -52,25 +52,51 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     cpu = _worst([_get(web, "fan_out", g, "cpu_us_per_frame") for g in (small, large)])
     if floor:
-        add("fan-out CPU per delivered frame ≤ 1.5× send() floor", None if cpu is None else cpu / floor, 1.5, "× floor",
-            how=f"worst of groups {small}/{large}: {_fmt(cpu, 2)} µs vs floor {_fmt(floor, 2)} µs")
+        add(
+            "fan-out CPU per delivered frame ≤ 1.5× send() floor",
+            None if cpu is None else cpu / floor,
+            1.5,
+            "× floor",
+            how=f"worst of groups {small}/{large}: {_fmt(cpu, 2)} µs vs floor {_fmt(floor, 2)} µs",
+        )
     pending = _worst([_get(web, "fan_out", f"{g}_pending10", "cpu_us_per_frame") for g in (small, large)])
-    add("≤ 1 µs per message with several pending per client", pending, 1.0, "µs",
-        how="10 messages per API call (one batch), worst group")
+    add(
+        "≤ 1 µs per message with several pending per client",
+        pending,
+        1.0,
+        "µs",
+        how="10 messages per API call (one batch), worst group",
+    )
     ratios = []
     for g in (small, large):
         a, b = _get(web, "fan_out", g, "cpu_us_per_frame"), _get(sio, "fan_out", g, "cpu_us_per_frame")
         ratios.append(b / a if a and b else None)
-    add("≥ 10× python-socketio on CPU per delivered frame", _worst(ratios, high_is_bad=False), 10, "×", at_most=False,
-        how="socketio µs ÷ webchat µs, worst group")
+    add(
+        "≥ 10× python-socketio on CPU per delivered frame",
+        _worst(ratios, high_is_bad=False),
+        10,
+        "×",
+        at_most=False,
+        how="socketio µs ÷ webchat µs, worst group",
+    )
     rss = _worst([_get(web, "idle_rss", "by_connections", n, "bytes_per_connection") for n in idle])
-    add("≤ 6 KB RSS per idle connection", None if rss is None else rss / 1024, 6, "KB",
-        how=f"worst of {'/'.join(idle)} connections")
+    add(
+        "≤ 6 KB RSS per idle connection",
+        None if rss is None else rss / 1024,
+        6,
+        "KB",
+        how=f"worst of {'/'.join(idle)} connections",
+    )
     add(f"p99 ≤ 10 ms, group of {small} (paced)", _get(web, "latency", small, "p99_ms"), 10, "ms")
     add(f"p99 ≤ 40 ms, group of {large} (paced)", _get(web, "latency", large, "p99_ms"), 40, "ms")
     add("push_client ≥ 5,000 acknowledged calls/s", _get(web, "api", "calls_per_s"), 5000, "calls/s", at_most=False)
-    add("push_client ≥ 300,000 batched operations/s", _get(web, "api", "batched_ops_per_s"), 300_000, "ops/s",
-        at_most=False)
+    add(
+        "push_client ≥ 300,000 batched operations/s",
+        _get(web, "api", "batched_ops_per_s"),
+        300_000,
+        "ops/s",
+        at_most=False,
+    )
     return rows
 
 
@@ -85,13 +111,23 @@ def _metric_rows(results: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         rows.append((label, None if a is None else a * scale, None if b is None else b * scale))
 
     for n in results["config"]["idle"]:
-        both(f"1. RSS per idle connection at {n:,} (KB)", "idle_rss", "by_connections", str(n), "bytes_per_connection",
-             scale=1 / 1024)
+        both(
+            f"1. RSS per idle connection at {n:,} (KB)",
+            "idle_rss",
+            "by_connections",
+            str(n),
+            "bytes_per_connection",
+            scale=1 / 1024,
+        )
     for g in (small, large):
         both(f"2. fan-out CPU per delivered frame, group {int(g):,} (µs)", "fan_out", g, "cpu_us_per_frame")
         both(f"2. fan-out frames/s, group {int(g):,}", "fan_out", g, "frames_per_s")
-        both(f"2. CPU per frame, 10 pending per client, group {int(g):,} (µs)", "fan_out", f"{g}_pending10",
-             "cpu_us_per_frame")
+        both(
+            f"2. CPU per frame, 10 pending per client, group {int(g):,} (µs)",
+            "fan_out",
+            f"{g}_pending10",
+            "cpu_us_per_frame",
+        )
     for g in (small, large):
         both(f"3. paced latency p50, group {int(g):,} (ms)", "latency", g, "p50_ms")
         both(f"3. paced latency p99, group {int(g):,} (ms)", "latency", g, "p99_ms")
@@ -119,9 +155,11 @@ def table(results: dict[str, Any]) -> str:
     for label, a, b in _metric_rows(results):
         lines.append(f"| {label} | {_fmt(a)} | {_fmt(b)} |")
     lines.append("")
-    lines.append(f"send() floor this run: {_fmt(_get(floor, 'one_peer', 'cpu_us'), 2)} µs CPU per call to one peer, "
-                 f"{_fmt(_get(floor, 'many_peers', 'cpu_us'), 2)} µs round-robin over "
-                 f"{_get(floor, 'many_peers', 'peers') or '—'} peers.")
+    lines.append(
+        f"send() floor this run: {_fmt(_get(floor, 'one_peer', 'cpu_us'), 2)} µs CPU per call to one peer, "
+        f"{_fmt(_get(floor, 'many_peers', 'cpu_us'), 2)} µs round-robin over "
+        f"{_get(floor, 'many_peers', 'peers') or '—'} peers."
+    )
     notes = []
     for system in SYSTEMS:
         for item in ("say", "cluster"):
@@ -129,8 +167,10 @@ def table(results: dict[str, Any]) -> str:
             if isinstance(entry, dict) and entry.get("available") is False:
                 notes.append(f"- {system} item {'5' if item == 'say' else '7'}: not available — {entry['why']}")
             elif isinstance(entry, dict) and entry.get("wanted") and entry.get("connections", 0) < entry["wanted"]:
-                notes.append(f"- {system} item 7: only {entry['connections']:,} of {entry['wanted']:,} connections "
-                             "opened (see bench/results/tmp/ for the servers' logs)")
+                notes.append(
+                    f"- {system} item 7: only {entry['connections']:,} of {entry['wanted']:,} connections "
+                    "opened (see bench/results/tmp/ for the servers' logs)"
+                )
             elif isinstance(entry, dict) and "error" in entry:
                 notes.append(f"- {system} {item}: failed — {entry['error']}")
         for key, entry in (_get(results, "systems", system) or {}).items():
@@ -181,27 +221,41 @@ def chart(results: dict[str, Any], path: Path) -> None:
             ax.set_yscale("log")
         ax.legend(fontsize=8)
 
-    cpu = {name: [_get(data, "fan_out", g, "cpu_us_per_frame") for g in (small, large)]
-           for name, data in (("webchat", web), ("python-socketio", sio))}
+    cpu = {
+        name: [_get(data, "fan_out", g, "cpu_us_per_frame") for g in (small, large)]
+        for name, data in (("webchat", web), ("python-socketio", sio))
+    }
     bars(axes[0][0], [f"group {small}", f"group {large}"], cpu, "fan-out: server CPU µs per delivered frame", log=True)
     floor = _get(results, "send_floor", "one_peer", "cpu_us")
     if floor:
         axes[0][0].axhline(floor, color="grey", linestyle="--", linewidth=1)
-        axes[0][0].annotate(f"send() floor {floor:.1f} µs", (0.02, floor), xycoords=("axes fraction", "data"),
-                            fontsize=8, va="bottom")
-    rss = {name: [(_get(data, "idle_rss", "by_connections", n, "bytes_per_connection") or 0) / 1024 or None
-                  for n in idle] for name, data in (("webchat", web), ("python-socketio", sio))}
+        axes[0][0].annotate(
+            f"send() floor {floor:.1f} µs", (0.02, floor), xycoords=("axes fraction", "data"), fontsize=8, va="bottom"
+        )
+    rss = {
+        name: [(_get(data, "idle_rss", "by_connections", n, "bytes_per_connection") or 0) / 1024 or None for n in idle]
+        for name, data in (("webchat", web), ("python-socketio", sio))
+    }
     bars(axes[0][1], [f"{int(n):,} conns" for n in idle], rss, "RSS per idle connection (KB)")
-    latency = {f"{name} {q}": [_get(data, "latency", g, f"{q}_ms") for g in (small, large)]
-               for name, data in (("webchat", web), ("python-socketio", sio)) for q in ("p50", "p99")}
-    bars(axes[1][0], [f"group {small}", f"group {large}"], latency, "paced latency, push → last recipient (ms)",
-         log=True)
-    fps = {name: [_get(data, "fan_out", g, "frames_per_s") for g in (small, large)]
-           for name, data in (("webchat", web), ("python-socketio", sio))}
+    latency = {
+        f"{name} {q}": [_get(data, "latency", g, f"{q}_ms") for g in (small, large)]
+        for name, data in (("webchat", web), ("python-socketio", sio))
+        for q in ("p50", "p99")
+    }
+    bars(
+        axes[1][0], [f"group {small}", f"group {large}"], latency, "paced latency, push → last recipient (ms)", log=True
+    )
+    fps = {
+        name: [_get(data, "fan_out", g, "frames_per_s") for g in (small, large)]
+        for name, data in (("webchat", web), ("python-socketio", sio))
+    }
     bars(axes[1][1], [f"group {small}", f"group {large}"], fps, "fan-out throughput (frames/s)")
     machine = results.get("machine", {})
-    fig.suptitle(f"webchat vs python-socketio — {machine.get('cores')} cores, {machine.get('cpu')}, "
-                 f"{'quick run' if results.get('quick') else 'full run'}", fontsize=11)
+    fig.suptitle(
+        f"webchat vs python-socketio — {machine.get('cores')} cores, {machine.get('cpu')}, "
+        f"{'quick run' if results.get('quick') else 'full run'}",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

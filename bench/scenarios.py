@@ -38,35 +38,66 @@ __all__ = ["FULL", "QUICK", "Config", "Socketio", "Webchat", "run_api_rate", "ru
 class Config:
     """The sizes of one run."""
 
-    idle: tuple[int, int]          # item 1: connection counts
-    groups: tuple[int, int]        # items 2-3: group sizes
-    burst_frames: int              # item 2: frames delivered per measurement
-    paced_count: int               # item 3: messages per latency measurement
-    paced_interval: float          # item 3: seconds between pushes (at least)
-    paced_max_seconds: float       # item 3: cap on one latency measurement's length
-    stall_group: int               # item 6: group size
-    api_seconds: float             # item 4: seconds per rate measurement
-    batch_size: int                # item 4
-    say_members: int               # item 5
-    say_count: int                 # item 5: messages said
-    cluster_nodes: int             # item 7: server processes
-    cluster_connections: int       # item 7: connections in all
-    cluster_messages: int          # item 7: pushes to everyone
-    settle: float                  # seconds to let a server settle before reading its RSS
+    idle: tuple[int, int]  # item 1: connection counts
+    groups: tuple[int, int]  # items 2-3: group sizes
+    burst_frames: int  # item 2: frames delivered per measurement
+    paced_count: int  # item 3: messages per latency measurement
+    paced_interval: float  # item 3: seconds between pushes (at least)
+    paced_max_seconds: float  # item 3: cap on one latency measurement's length
+    stall_group: int  # item 6: group size
+    api_seconds: float  # item 4: seconds per rate measurement
+    batch_size: int  # item 4
+    say_members: int  # item 5
+    say_count: int  # item 5: messages said
+    cluster_nodes: int  # item 7: server processes
+    cluster_connections: int  # item 7: connections in all
+    cluster_messages: int  # item 7: pushes to everyone
+    settle: float  # seconds to let a server settle before reading its RSS
     floor_calls: int
-    faults_pages: int = 500        # faults item: pages over 3 nodes
-    faults_messages: int = 600     # faults item: numbered messages of the node-kill stream
-    faults_web_pages: int = 300    # faults item: pages of the end-to-end scenario (web app + pages)
+    faults_pages: int = 500  # faults item: pages over 3 nodes
+    faults_messages: int = 600  # faults item: numbered messages of the node-kill stream
+    faults_web_pages: int = 300  # faults item: pages of the end-to-end scenario (web app + pages)
 
 
-FULL = Config(idle=(5000, 10000), groups=(1000, 5000), burst_frames=200_000, paced_count=200, paced_interval=0.05,
-              paced_max_seconds=40, stall_group=1000, api_seconds=3.0, batch_size=1000, say_members=100,
-              say_count=100, cluster_nodes=7, cluster_connections=100_000, cluster_messages=3, settle=3.0,
-              floor_calls=300_000)
-QUICK = Config(idle=(200, 400), groups=(50, 200), burst_frames=4_000, paced_count=20, paced_interval=0.02,
-               paced_max_seconds=3, stall_group=50, api_seconds=0.3, batch_size=100, say_members=5, say_count=10,
-               cluster_nodes=2, cluster_connections=400, cluster_messages=2, settle=0.3, floor_calls=20_000,
-               faults_pages=30, faults_messages=150, faults_web_pages=24)
+FULL = Config(
+    idle=(5000, 10000),
+    groups=(1000, 5000),
+    burst_frames=200_000,
+    paced_count=200,
+    paced_interval=0.05,
+    paced_max_seconds=40,
+    stall_group=1000,
+    api_seconds=3.0,
+    batch_size=1000,
+    say_members=100,
+    say_count=100,
+    cluster_nodes=7,
+    cluster_connections=100_000,
+    cluster_messages=3,
+    settle=3.0,
+    floor_calls=300_000,
+)
+QUICK = Config(
+    idle=(200, 400),
+    groups=(50, 200),
+    burst_frames=4_000,
+    paced_count=20,
+    paced_interval=0.02,
+    paced_max_seconds=3,
+    stall_group=50,
+    api_seconds=0.3,
+    batch_size=100,
+    say_members=5,
+    say_count=10,
+    cluster_nodes=2,
+    cluster_connections=400,
+    cluster_messages=2,
+    settle=0.3,
+    floor_calls=20_000,
+    faults_pages=30,
+    faults_messages=150,
+    faults_web_pages=24,
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -89,7 +120,9 @@ class Webchat:
             self.nodes.append(start_push_server(self.secret, f"push_server-{i}", redis_url))
         from push_client import PushClient
 
-        self.clients = [PushClient(f"http://127.0.0.1:{api}", secret=self.secret, timeout=60) for _, _, api in self.nodes]
+        self.clients = [
+            PushClient(f"http://127.0.0.1:{api}", secret=self.secret, timeout=60) for _, _, api in self.nodes
+        ]
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -105,8 +138,9 @@ class Webchat:
         """The server processes."""
         return [proc for proc, _, _ in self.nodes]
 
-    def connect(self, lg: LoadGen, count: int, groups: list[str], node: int = 0, stall: bool = False,
-                inflight: int = 256) -> dict[str, Any]:
+    def connect(
+        self, lg: LoadGen, count: int, groups: list[str], node: int = 0, stall: bool = False, inflight: int = 256
+    ) -> dict[str, Any]:
         """Open ``count`` connections to one node and join them to ``groups``."""
         result = lg.connect("webchat", "127.0.0.1", self.nodes[node][1], "/ws", count, stall, inflight)
         client = self.clients[node]
@@ -114,7 +148,7 @@ class Webchat:
         for group in groups:
             for start in range(0, len(ids), 1000):
                 with client.batch() as batch:
-                    for client_id in ids[start:start + 1000]:
+                    for client_id in ids[start : start + 1000]:
                         batch.join_group(client_id, group)
         return result
 
@@ -145,8 +179,9 @@ class Socketio:
         """The server processes."""
         return [proc for proc, _ in self.nodes]
 
-    def connect(self, lg: LoadGen, count: int, groups: list[str], node: int = 0, stall: bool = False,
-                inflight: int = 256) -> dict[str, Any]:
+    def connect(
+        self, lg: LoadGen, count: int, groups: list[str], node: int = 0, stall: bool = False, inflight: int = 256
+    ) -> dict[str, Any]:
         """Open ``count`` connections to one server; they join ``groups`` as they connect."""
         path = "/socket.io/?EIO=4&transport=websocket&rooms=" + ",".join(groups)
         return lg.connect("socketio", "127.0.0.1", self.nodes[node][1], path, count, stall, inflight)
@@ -182,8 +217,7 @@ def isolate(procs: list[Proc], pusher: Pusher, lg: LoadGen) -> bool:
 
 
 @contextlib.contextmanager
-def _rig(system_factory: Callable[[], Any], workers: int,
-         out: dict[str, Any]) -> Iterator[tuple[Any, LoadGen, Pusher]]:
+def _rig(system_factory: Callable[[], Any], workers: int, out: dict[str, Any]) -> Iterator[tuple[Any, LoadGen, Pusher]]:
     """One system under test, a load generator with ``workers`` and a pusher; all stopped afterwards.
 
     Records in ``out["prioritized"]`` whether the server and pusher got priority (see :func:`isolate`).
@@ -214,8 +248,9 @@ def _require(result: dict[str, Any], count: int, what: str) -> None:
         raise RuntimeError(f"{what}: only {result['ready']} of {count} connections opened ({result['failed']} failed)")
 
 
-def fan_out(system: Any, lg: LoadGen, pusher: Pusher, target: str | None, members: int, messages: int,
-            per_call: int = 1) -> dict[str, Any]:
+def fan_out(
+    system: Any, lg: LoadGen, pusher: Pusher, target: str | None, members: int, messages: int, per_call: int = 1
+) -> dict[str, Any]:
     """Push ``messages`` back to back to ``members`` recipients; CPU per delivered frame and frames/s."""
     lg.reset(record=False)
     split0, lg_cpu0 = [p.cpu_split() for p in system.procs], lg.stats()["cpu"]
@@ -229,16 +264,24 @@ def fan_out(system: Any, lg: LoadGen, pusher: Pusher, target: str | None, member
     delivered = stats["frames"]
     wall = max(stats["last_arrival"] - sent["start"], 1e-9)
     return {
-        "members": members, "messages": messages, "per_call": per_call, "expected": expected, "delivered": delivered,
-        "server_cpu_s": round(cpu, 3), "cpu_us_per_frame": cpu / max(delivered, 1) * 1e6,
+        "members": members,
+        "messages": messages,
+        "per_call": per_call,
+        "expected": expected,
+        "delivered": delivered,
+        "server_cpu_s": round(cpu, 3),
+        "cpu_us_per_frame": cpu / max(delivered, 1) * 1e6,
         "server_system_share": kernel / cpu if cpu else None,
-        "frames_per_s": delivered / wall, "wall_s": wall, "per_message_s": wall / messages,
+        "frames_per_s": delivered / wall,
+        "wall_s": wall,
+        "per_message_s": wall / messages,
         "loadgen_cpu_us_per_frame": (stats["cpu"] - lg_cpu0) / max(delivered, 1) * 1e6,
     }
 
 
-def paced(lg: LoadGen, pusher: Pusher, target: str | None, members: int, count: int, interval: float,
-          extra_members: int = 0) -> dict[str, Any]:
+def paced(
+    lg: LoadGen, pusher: Pusher, target: str | None, members: int, count: int, interval: float, extra_members: int = 0
+) -> dict[str, Any]:
     """Push ``count`` messages one every ``interval`` s; latency from the push call to the last recipient.
 
     ``extra_members`` are recipients that never read (item 6): a message counts
@@ -255,12 +298,17 @@ def paced(lg: LoadGen, pusher: Pusher, target: str | None, members: int, count: 
             incomplete += 1
         else:
             latencies.append(seen[1])
-    result: dict[str, Any] = {"members": members, "messages": count, "interval_s": interval,
-                              "incomplete": incomplete,
-                              "push_call_p50_ms": statistics.median(sent["call_times"]) * 1e3}
+    result: dict[str, Any] = {
+        "members": members,
+        "messages": count,
+        "interval_s": interval,
+        "incomplete": incomplete,
+        "push_call_p50_ms": statistics.median(sent["call_times"]) * 1e3,
+    }
     if latencies:
-        result.update(p50_ms=percentile(latencies, 50) * 1e3, p99_ms=percentile(latencies, 99) * 1e3,
-                      max_ms=max(latencies) * 1e3)
+        result.update(
+            p50_ms=percentile(latencies, 50) * 1e3, p99_ms=percentile(latencies, 99) * 1e3, max_ms=max(latencies) * 1e3
+        )
     return result
 
 
@@ -301,8 +349,11 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
                     opened = target
                 time.sleep(cfg.settle)
                 rss = _rss(system.procs)
-                rows[str(target)] = {"connections": target, "rss_mb": rss / 2**20,
-                                     "bytes_per_connection": (rss - base) / target}
+                rows[str(target)] = {
+                    "connections": target,
+                    "rss_mb": rss / 2**20,
+                    "bytes_per_connection": (rss - base) / target,
+                }
             return {"baseline_rss_mb": base / 2**20, "by_connections": rows}
 
         if _guard(out, "idle_rss", log, idle) is None:
@@ -311,8 +362,14 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
         for members, group in ((small, g_small), (large, g_large)):
             messages = max(5, cfg.burst_frames // members)
             _guard(fan, str(members), log, lambda g=group, m=members, n=messages: fan_out(system, lg, pusher, g, m, n))
-            _guard(fan, f"{members}_pending10", log,
-                   lambda g=group, m=members, n=messages: fan_out(system, lg, pusher, g, m, max(10, n // 10 * 10), per_call=10))
+            _guard(
+                fan,
+                f"{members}_pending10",
+                log,
+                lambda g=group, m=members, n=messages: fan_out(
+                    system, lg, pusher, g, m, max(10, n // 10 * 10), per_call=10
+                ),
+            )
         out["fan_out"] = fan
         lat: dict[str, Any] = {}
         for members, group in ((small, g_small), (large, g_large)):
@@ -322,7 +379,9 @@ def run_core(system_factory: Callable[[], Any], cfg: Config, log: Callable[[str]
             # system is measured unsaturated too (it gets a gentler pace).
             interval = max(cfg.paced_interval, 2 * measured.get("per_message_s", 0))
             count = max(20, min(cfg.paced_count, int(cfg.paced_max_seconds / interval)))
-            _guard(lat, str(members), log, lambda g=group, m=members, c=count, i=interval: paced(lg, pusher, g, m, c, i))
+            _guard(
+                lat, str(members), log, lambda g=group, m=members, c=count, i=interval: paced(lg, pusher, g, m, c, i)
+            )
         out["latency"] = lat
 
         def stall() -> dict[str, Any]:
@@ -362,15 +421,34 @@ def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[
             out["batched_ops_per_s"] = batched["ops"] / batched["seconds"]
             out["batch_size"] = cfg.batch_size
         else:
-            out["note"] = ("RedisManager.emit returns when Redis took the message: not acknowledged by the "
-                           "server; python-socketio has no batch call")
+            out["note"] = (
+                "RedisManager.emit returns when Redis took the message: not acknowledged by the "
+                "server; python-socketio has no batch call"
+            )
     return out
 
 
 def _flask(app: str, name: str, env: dict[str, str]) -> tuple[Proc, int]:
     port = free_port()
-    proc = Proc(name, [sys.executable, "-m", "flask", "--app", app, "run", "--host", "127.0.0.1", "--port", str(port),
-                       "--no-reload", "--no-debugger", "--with-threads"], env)
+    proc = Proc(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            app,
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-reload",
+            "--no-debugger",
+            "--with-threads",
+        ],
+        env,
+    )
     wait_port(port, timeout=30, proc=proc.popen)
     return proc, port
 
@@ -417,11 +495,18 @@ def run_say(system_name: str, cfg: Config, log: Callable[[str], None]) -> dict[s
         if system_name == "webchat":
             system = Webchat()
             api_port = system.nodes[0][2]
-            app, port = _flask("web_app", "web_app", {
-                "PUSH_API_URL": f"http://127.0.0.1:{api_port}", "PUSH_SECRET": system.secret,
-                "SECRET_KEY": secrets.token_hex(16), "DATABASE_URL": f"sqlite:///{workdir}/chat.db",
-                "WEBCHAT_INSTANCE_PATH": str(workdir), "PUSH_WS_PORT": str(system.nodes[0][1]),
-            })
+            app, port = _flask(
+                "web_app",
+                "web_app",
+                {
+                    "PUSH_API_URL": f"http://127.0.0.1:{api_port}",
+                    "PUSH_SECRET": system.secret,
+                    "SECRET_KEY": secrets.token_hex(16),
+                    "DATABASE_URL": f"sqlite:///{workdir}/chat.db",
+                    "WEBCHAT_INSTANCE_PATH": str(workdir),
+                    "PUSH_WS_PORT": str(system.nodes[0][1]),
+                },
+            )
             procs.append(app)
             base = f"http://127.0.0.1:{port}"
             users = []
@@ -429,11 +514,19 @@ def run_say(system_name: str, cfg: Config, log: Callable[[str], None]) -> dict[s
             def register(i: int) -> Any:
                 session = requests.Session()
                 token = _csrf(session, base)
-                answer = session.post(base + "/register", json={"name": f"bench{i}", "password": "benchmark-pw"},
-                                      headers={"X-CSRFToken": token, "Accept": "application/json"}, timeout=60)
+                answer = session.post(
+                    base + "/register",
+                    json={"name": f"bench{i}", "password": "benchmark-pw"},
+                    headers={"X-CSRFToken": token, "Accept": "application/json"},
+                    timeout=60,
+                )
                 answer.raise_for_status()
-                session.headers.update({"X-CSRFToken": answer.json().get("csrf_token") or _csrf(session, base),
-                                        "Accept": "application/json"})
+                session.headers.update(
+                    {
+                        "X-CSRFToken": answer.json().get("csrf_token") or _csrf(session, base),
+                        "Accept": "application/json",
+                    }
+                )
                 return session
 
             with ThreadPoolExecutor(4) as pool:
@@ -453,13 +546,15 @@ def run_say(system_name: str, cfg: Config, log: Callable[[str], None]) -> dict[s
             sayer = users[0]
 
             def say(content: str) -> None:
-                sayer.post(base + "/say", json={"room_id": room_id, "type": "all", "content": content},
-                           timeout=60).raise_for_status()
+                sayer.post(
+                    base + "/say", json={"room_id": room_id, "type": "all", "content": content}, timeout=60
+                ).raise_for_status()
         else:
             system = Socketio(redis_url)
             procs.extend(system.procs)
-            app, port = _flask("bench.sio_app", "sio_app", {"BENCH_REDIS_URL": redis_url,
-                                                             "BENCH_DB": str(workdir / "chat.db")})
+            app, port = _flask(
+                "bench.sio_app", "sio_app", {"BENCH_REDIS_URL": redis_url, "BENCH_DB": str(workdir / "chat.db")}
+            )
             procs.append(app)
             base = f"http://127.0.0.1:{port}"
             _require(system.connect(lg, members, ["room1"]), members, "connect")
@@ -481,9 +576,13 @@ def run_say(system_name: str, cfg: Config, log: Callable[[str], None]) -> dict[s
         lg.wait_frames(members * cfg.say_count, 30)
         seqs = lg.stats(seqs=True)["seqs"]
         latencies = [seqs[s][1] for s in range(1, cfg.say_count + 1) if s in seqs and seqs[s][0] >= members]
-        result: dict[str, Any] = {"available": True, "members": members, "messages": cfg.say_count,
-                                  "incomplete": cfg.say_count - len(latencies),
-                                  "say_call_p50_ms": statistics.median(call_times) * 1e3}
+        result: dict[str, Any] = {
+            "available": True,
+            "members": members,
+            "messages": cfg.say_count,
+            "incomplete": cfg.say_count - len(latencies),
+            "say_call_p50_ms": statistics.median(call_times) * 1e3,
+        }
         if latencies:
             result.update(p50_ms=percentile(latencies, 50) * 1e3, p99_ms=percentile(latencies, 99) * 1e3)
         if system_name == "socketio":
@@ -511,7 +610,7 @@ def run_cluster(system_name: str, cfg: Config, log: Callable[[str], None]) -> di
         except Exception as exc:
             why = f"{type(exc).__name__}: {exc}"
             if system_name == "webchat":
-                tail = (TMP / "push_server-0.log")
+                tail = TMP / "push_server-0.log"
                 if tail.exists():
                     lines = tail.read_text(errors="replace").strip().splitlines()
                     if lines:
@@ -532,15 +631,23 @@ def run_cluster(system_name: str, cfg: Config, log: Callable[[str], None]) -> di
             # fan-out, so it connects at a pace the backend takes (the bug is reported).
             result = system.connect(lg, count, [], node=node, inflight=max(4, 96 // lg.workers))
             opened += result["ready"]
-            log(f"    node {node}: {result['ready']} connections ({result['failed']} failed), "
-                f"{time.monotonic() - started:.0f}s")
+            log(
+                f"    node {node}: {result['ready']} connections ({result['failed']} failed), "
+                f"{time.monotonic() - started:.0f}s"
+            )
         connect_s = time.monotonic() - started
         time.sleep(cfg.settle)
         rss = _rss(system.procs)
-        out: dict[str, Any] = {"available": True, "nodes": nodes, "connections": opened, "wanted": total,
-                               "connect_s": connect_s, "rss_mb": rss / 2**20,
-                               "bytes_per_connection": (rss - base) / max(opened, 1),
-                               "redis_rss_mb": redis_proc.rss() / 2**20}
+        out: dict[str, Any] = {
+            "available": True,
+            "nodes": nodes,
+            "connections": opened,
+            "wanted": total,
+            "connect_s": connect_s,
+            "rss_mb": rss / 2**20,
+            "bytes_per_connection": (rss - base) / max(opened, 1),
+            "redis_rss_mb": redis_proc.rss() / 2**20,
+        }
         pusher = system.pusher()
         lg.reset(record=True)
         cpu0 = _cpu(system.procs)
@@ -549,10 +656,13 @@ def run_cluster(system_name: str, cfg: Config, log: Callable[[str], None]) -> di
         cpu = _cpu(system.procs) - cpu0
         seqs = lg.stats(seqs=True)["seqs"]
         last = [seqs[s][1] for s in range(sent["first"], sent["last"] + 1) if s in seqs]
-        out.update(messages=cfg.cluster_messages, delivered=stats["frames"],
-                   cpu_us_per_frame=cpu / max(stats["frames"], 1) * 1e6,
-                   frames_per_s=stats["frames"] / max(stats["last_arrival"] - sent["start"], 1e-9),
-                   first_message_last_recipient_ms=(last[0] * 1e3 if last else None))
+        out.update(
+            messages=cfg.cluster_messages,
+            delivered=stats["frames"],
+            cpu_us_per_frame=cpu / max(stats["frames"], 1) * 1e6,
+            frames_per_s=stats["frames"] / max(stats["last_arrival"] - sent["start"], 1e-9),
+            first_message_last_recipient_ms=(last[0] * 1e3 if last else None),
+        )
         lg.close_all()
         return out
     finally:
@@ -578,5 +688,10 @@ def machine() -> dict[str, Any]:
             mem_kb = int(f.readline().split()[1])
     except OSError:
         mem_kb = 0
-    return {"cpu": model, "cores": cores, "memory_gb": round(mem_kb / 2**20, 1), "python": sys.version.split()[0],
-            "kernel": os.uname().release}
+    return {
+        "cpu": model,
+        "cores": cores,
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }

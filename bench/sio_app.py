@@ -37,7 +37,9 @@ def create_app() -> Flask:
     app = Flask(__name__)
     path = os.environ["BENCH_DB"]
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS message (id INTEGER PRIMARY KEY, room TEXT, content TEXT, created_at REAL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS message (id INTEGER PRIMARY KEY, room TEXT, content TEXT, created_at REAL)"
+        )
     manager = socketio.RedisManager(os.environ["BENCH_REDIS_URL"], write_only=True)
 
     @app.post("/say")
@@ -46,7 +48,9 @@ def create_app() -> Flask:
         room, content = str(data["room"]), str(data["content"])
         conn = _db(path)
         created = time.time()
-        cursor = conn.execute("INSERT INTO message (room, content, created_at) VALUES (?, ?, ?)", (room, content, created))
+        cursor = conn.execute(
+            "INSERT INTO message (room, content, created_at) VALUES (?, ?, ?)", (room, content, created)
+        )
         conn.commit()
         payload = {"type": "all", "id": cursor.lastrowid, "room_id": room, "content": content, "created_at": created}
         manager.emit("message", payload, namespace="/", room=room)

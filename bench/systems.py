@@ -158,8 +158,13 @@ class Proc:
         full_env.update(env or {})
         full_env.setdefault("PYTHONPATH", str(ROOT))
         self.popen = subprocess.Popen(
-            list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            list(argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.pid = self.popen.pid
 
@@ -207,20 +212,47 @@ def start_redis() -> tuple[Proc, str]:
     if not os.path.exists(binary):
         raise RuntimeError("redis-server is not installed")
     port = free_port()
-    proc = Proc(f"redis-{port}", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                  "--appendonly", "no", "--maxclients", "10000"])
+    proc = Proc(
+        f"redis-{port}",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "10000",
+        ],
+    )
     wait_port(port, proc=proc.popen)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
-def start_push_server(secret: str, name: str, redis_url: str | None = None,
-                      extra: Sequence[str] = ()) -> tuple[Proc, int, int]:
+def start_push_server(
+    secret: str, name: str, redis_url: str | None = None, extra: Sequence[str] = ()
+) -> tuple[Proc, int, int]:
     """One push_server node; returns it, its WebSocket port and its API port."""
     ws_port, api_port = free_port(), free_port()
     # The secret goes in the environment, not argv, where `ps` would show it.
-    argv = [sys.executable, "-m", "push_server", "--ws-host", "127.0.0.1",
-            "--ws-port", str(ws_port), "--api-host", "127.0.0.1", "--api-port", str(api_port),
-            "--max-connections-per-ip", "0"]  # the load generator is one address
+    argv = [
+        sys.executable,
+        "-m",
+        "push_server",
+        "--ws-host",
+        "127.0.0.1",
+        "--ws-port",
+        str(ws_port),
+        "--api-host",
+        "127.0.0.1",
+        "--api-port",
+        str(api_port),
+        "--max-connections-per-ip",
+        "0",
+    ]  # the load generator is one address
     if redis_url:
         # The benchmark's redis-server is private to the run, so the default prefix is fine.
         argv += ["--redis-url", redis_url]

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask, Response, redirect, request, url_for
 from flask.typing import ResponseReturnValue
@@ -26,8 +27,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import admin, auth, avatars, chat, edits, limits, moderation, presence, reads, rooms, typing_indicator
 from .errors import init_errors
-from .logs import init_logging
 from .limits import init_limits
+from .logs import init_logging
 from .models import init_db
 from .push import init_push, ws_url
 
@@ -169,7 +170,9 @@ def _init_sessions(app: Flask) -> None:
         import webchat_redis
 
         app.config["SESSION_TYPE"] = "redis"
-        app.config["SESSION_REDIS"] = webchat_redis.sync_client(app.config["REDIS_URL"])  # redis:// or redis+sentinel://
+        app.config["SESSION_REDIS"] = webchat_redis.sync_client(
+            app.config["REDIS_URL"]
+        )  # redis:// or redis+sentinel://
     else:
         from cachelib.file import FileSystemCache
 

@@ -179,7 +179,7 @@ def login_post() -> ResponseReturnValue:
     limits.would_exceed("login_failures", failures)
     db = get_db()
     # The exact name first (an old account left without a key by
-    # models.upgrade_name_keys has only that), then any spelling that looks like it.
+    # schema.upgrade_name_keys has only that), then any spelling that looks like it.
     user = db.scalar(select(User).where(User.name == name)) or db.scalar(select(User).where(User.name_key == key))
     if user is None:
         check_password_hash(_DUMMY_HASH, password)

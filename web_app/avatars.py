@@ -27,7 +27,7 @@ from .models import Avatar, User, get_db
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "avatar_urls"]
+__all__ = ["avatar_urls", "bp"]
 
 bp = Blueprint("avatars", __name__)
 

@@ -25,7 +25,7 @@ from .images import EXTENSIONS, read_image
 from .limits import rate_limited
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
 from .moderation import check_can_enter, check_can_post
-from .push import get_push, push_keyed, room_group
+from .push import get_push, room_group
 from .reads import lobby_group, mark_seen
 from .rooms import get_room
 
@@ -171,10 +171,12 @@ def _deliver(message: Message) -> ResponseReturnValue:
     try:
         push = get_push()
         if message.type == "to":
-            push_keyed(push.send_to_uid, [payload["to_uid"], payload["uid"]], payload, key=key)
+            push.send_to_uid([payload["to_uid"], payload["uid"]], payload, idempotency_key=key)
         else:
             # The room, and the lobbies watching it for unread counts (web_app/reads.py).
-            push_keyed(push.send_to_group, [room_group(message.room_id), lobby_group(message.room_id)], payload, key=key)
+            push.send_to_group(
+                [room_group(message.room_id), lobby_group(message.room_id)], payload, idempotency_key=key
+            )
     except PushError as exc:
         log.error("message %s was stored but not pushed: %s", message.id, exc)
         return (
@@ -234,7 +236,7 @@ def upload_image(room_id: int) -> ResponseReturnValue:
         type=kind,
         to_id=target.id if target else None,
         kind="image",
-        content=_clean_filename(upload.filename),
+        content=_clean_filename(upload.filename if upload is not None else None),
     )
     db.add(image)
     db.flush()

@@ -29,7 +29,7 @@ from .auth import current_user, login_required
 from .errors import ApiError, json_api, request_data
 from .models import CONTENT_MAX, Message, User, get_db, next_rev, utcnow
 from .moderation import check_can_enter, check_can_post
-from .push import get_push, push_keyed, room_group
+from .push import get_push, room_group
 from .rooms import get_room
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ def _push_change(message: Message, frame: dict[str, Any]) -> bool:
     try:
         push = get_push()
         if message.type == "to":
-            push_keyed(push.send_to_uid, [str(message.user_id), str(message.to_id)], frame, key=key)
+            push.send_to_uid([str(message.user_id), str(message.to_id)], frame, idempotency_key=key)
         else:
-            push_keyed(push.send_to_group, room_group(message.room_id), frame, key=key)
+            push.send_to_group(room_group(message.room_id), frame, idempotency_key=key)
     except PushError as exc:
         # Stored: pages find it in the change feed at their next catch-up.
         log.error("%s of message %s was stored but not pushed: %s", frame["type"], message.id, exc)

@@ -9,7 +9,6 @@ may point at PostgreSQL instead (``postgresql://`` URLs are driven by psycopg 3)
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,22 +25,35 @@ from sqlalchemy import (
     event,
     false,
     func,
-    inspect,
     select,
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
-from .names import KEY_MAX, name_key
+from .names import KEY_MAX
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Base", "User", "Room", "Message", "Image", "create_tables", "init_db", "get_db", "insert_unique",
-    "store_message", "conversation_of", "database_url", "utcnow", "isoformat", "Avatar",
-    "ReadPosition", "Restriction", "next_rev",
+    "Avatar",
+    "Base",
+    "Image",
+    "Message",
+    "ReadPosition",
+    "Restriction",
+    "Room",
+    "User",
+    "conversation_of",
+    "database_url",
+    "get_db",
+    "init_db",
+    "insert_unique",
+    "isoformat",
+    "next_rev",
+    "store_message",
+    "utcnow",
 ]
 
 NAME_MAX = 32
@@ -75,7 +87,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
     # names.name_key(name): what must be unique (look-alike names share it).
-    # Nullable and indexed separately so that upgrade_name_keys() can add it to
+    # Nullable and indexed separately so that schema.upgrade_name_keys() can add it to
     # an existing table; NULL only for an old row whose key an older row took.
     name_key: Mapped[str | None] = mapped_column(String(KEY_MAX))
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -245,7 +257,7 @@ def store_message(db: Session, message: Message) -> None:
     # FOR NO KEY UPDATE: it still lets other rows refer to the room meanwhile.
     db.execute(select(Room.id).where(Room.id == message.room_id).with_for_update(key_share=True))
     # One statement computes and inserts: atomic on SQLite even without the lock.
-    message.seq = (  # type: ignore[assignment]
+    message.seq = (
         select(func.coalesce(func.max(Message.seq), 0) + 1)
         .where(Message.room_id == message.room_id, Message.conversation == message.conversation)
         .scalar_subquery()
@@ -284,108 +296,12 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-#: Attempts at creating the missing tables while other processes may be doing the same.
-SCHEMA_ATTEMPTS = 6
-
-
-def create_tables(engine: Engine) -> None:
-    """Create any missing tables, even when other workers start at the same moment.
-
-    gunicorn boots its workers together, and each creates what is missing: on
-    a new database one of them wins, and the others fail on a table that was
-    not there when they looked ("already exists") or on a new SQLite file
-    being switched to WAL ("database is locked"). A failed attempt looks
-    again once the winner is done; only a lasting failure is raised (and a
-    worker that cannot boot makes gunicorn stop, so it must be rare).
-    """
-    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
-        try:
-            Base.metadata.create_all(engine)
-            _add_delivery_columns(engine)
-            _add_change_columns(engine)
-            return
-        except SQLAlchemyError:
-            if attempt == SCHEMA_ATTEMPTS:
-                raise
-            log.info("creating tables raced another process (attempt %d); looking again", attempt, exc_info=True)
-            time.sleep(0.1 * attempt)
-
-
-def _add_delivery_columns(engine: Engine) -> None:
-    """Give a messages table made before sequences existed its two columns and their index."""
-    columns = {column["name"] for column in inspect(engine).get_columns("messages")}
-    if "seq" not in columns:
-        log.info("adding the conversation and seq columns to an existing messages table")
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE messages ADD COLUMN conversation VARCHAR(48)"))
-            conn.execute(text("ALTER TABLE messages ADD COLUMN seq INTEGER"))
-    # Also when another worker added the columns and has not made the index yet.
-    for index in Message.__table__.indexes:
-        if index.name == "ix_messages_room_conversation_seq":
-            index.create(engine, checkfirst=True)
-
-
-def _add_change_columns(engine: Engine) -> None:
-    """Give a messages table made before edits and deletes existed their columns and index."""
-    columns = {column["name"] for column in inspect(engine).get_columns("messages")}
-    added = {
-        "edited_at": "TIMESTAMP" if engine.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE",
-        "deleted": "BOOLEAN NOT NULL DEFAULT false",
-        "rev": "INTEGER",
-    }
-    for name, kind in added.items():
-        if name in columns:
-            continue
-        log.info("adding the %s column to an existing messages table", name)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE messages ADD COLUMN {name} {kind}"))
-        except SQLAlchemyError:
-            # Another worker added it between our look and our ALTER.
-            if name not in {column["name"] for column in inspect(engine).get_columns("messages")}:
-                raise
-    for index in Message.__table__.indexes:
-        if index.name == "ix_messages_room_rev":
-            index.create(engine, checkfirst=True)
-
-
-def upgrade_name_keys(engine: Engine) -> None:
-    """Give a users table made before name keys existed its ``name_key`` column, filled in, and its unique index.
-
-    Safe to run at every boot and in several workers at once: each step looks
-    first, and a step that lost a race to another process is looked at again.
-    Two old accounts whose names share a key keep working: the older one gets
-    the key, the newer keeps NULL (logged) and still logs in by its exact name.
-    """
-    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
-        try:
-            if "name_key" not in {column["name"] for column in inspect(engine).get_columns("users")}:
-                with engine.begin() as conn:
-                    conn.execute(text(f"ALTER TABLE users ADD COLUMN name_key VARCHAR({KEY_MAX})"))
-            with engine.begin() as conn:
-                rows = conn.execute(text("SELECT id, name FROM users WHERE name_key IS NULL ORDER BY id")).all()
-                taken = set(conn.execute(text("SELECT name_key FROM users WHERE name_key IS NOT NULL")).scalars())
-                for row_id, name in rows:
-                    key = name_key(name)
-                    if key in taken:
-                        log.warning("user %s (%r) looks like an older account's name: left without a name key", row_id, name)
-                        continue
-                    taken.add(key)
-                    conn.execute(text("UPDATE users SET name_key = :key WHERE id = :id"), {"key": key, "id": row_id})
-                conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_users_name_key ON users (name_key)"))
-            return
-        except SQLAlchemyError:
-            if attempt == SCHEMA_ATTEMPTS:
-                raise
-            log.info("adding name keys raced another process (attempt %d); looking again", attempt, exc_info=True)
-            time.sleep(0.1 * attempt)
-
-
 def init_db(app: Flask) -> None:
-    """Create the app's engine and any missing tables."""
+    """Create the app's engine and any missing tables and columns (web_app/schema.py)."""
+    from .schema import create_tables  # schema.py builds on this module's tables
+
     engine = _make_engine(database_url(app.config.get("DATABASE_URL"), app.instance_path))
     create_tables(engine)
-    upgrade_name_keys(engine)
     app.extensions["webchat_db"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_db)
 
@@ -461,6 +377,4 @@ def next_rev(db: Session, room_id: int) -> Any:
     smaller one appear (what the page's change catch-up relies on).
     """
     db.execute(select(Room.id).where(Room.id == room_id).with_for_update(key_share=True))
-    return (
-        select(func.coalesce(func.max(Message.rev), 0) + 1).where(Message.room_id == room_id).scalar_subquery()
-    )
+    return select(func.coalesce(func.max(Message.rev), 0) + 1).where(Message.room_id == room_id).scalar_subquery()

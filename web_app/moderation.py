@@ -29,7 +29,7 @@ from .rooms import get_room
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "check_can_enter", "check_can_post", "active_restriction"]
+__all__ = ["active_restriction", "bp", "check_can_enter", "check_can_post"]
 
 bp = Blueprint("moderation", __name__)
 
@@ -42,14 +42,18 @@ _WORDS = {BAN: "banned", MUTE: "muted"}
 def active_restriction(room_id: int, user_id: int, kinds: tuple[str, ...]) -> Restriction | None:
     """The user's restriction in the room of one of ``kinds`` that has not ended, if any (bans first)."""
     now = utcnow()
-    rows = get_db().scalars(
-        select(Restriction).where(
-            Restriction.room_id == room_id,
-            Restriction.user_id == user_id,
-            Restriction.kind.in_(kinds),
-            or_(Restriction.until.is_(None), Restriction.until > now),
+    rows = (
+        get_db()
+        .scalars(
+            select(Restriction).where(
+                Restriction.room_id == room_id,
+                Restriction.user_id == user_id,
+                Restriction.kind.in_(kinds),
+                or_(Restriction.until.is_(None), Restriction.until > now),
+            )
         )
-    ).all()
+        .all()
+    )
     rows = sorted(rows, key=lambda row: row.kind != BAN)
     return rows[0] if rows else None
 

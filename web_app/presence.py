@@ -22,8 +22,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import DateTime, String, delete, inspect, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, String, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,34 +58,8 @@ class SeenEvent(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
-#: The presence columns of ``users`` (declared on User in models.py), for databases made before them.
-_COLUMNS = {"online": "BOOLEAN NOT NULL DEFAULT FALSE", "last_seen": "TIMESTAMP WITH TIME ZONE"}
-
-
-def add_presence_columns(engine: Engine) -> None:
-    """Add ``users.online`` / ``users.last_seen`` to a database created before they existed.
-
-    ``create_all`` makes missing tables, never missing columns; this small
-    step is the migration. Several workers may run it at once: a column
-    another one just added is not an error.
-    """
-    present = {column["name"] for column in inspect(engine).get_columns("users")}
-    for name, ddl in _COLUMNS.items():
-        if name in present:
-            continue
-        try:
-            with engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE users ADD COLUMN {name} {ddl}"))
-            log.info("added column users.%s", name)
-        except Exception:
-            if name not in {column["name"] for column in inspect(engine).get_columns("users")}:
-                raise
-
-
 def init_presence(app: Flask) -> None:
-    """Migrate the columns, and let templates ask for the push server's URL."""
-    sessions = app.extensions["webchat_db"]
-    add_presence_columns(sessions.kw["bind"])
+    """Let templates ask for the push server's URL (the presence columns: web_app/schema.py)."""
     app.jinja_env.globals["people_ws_url"] = ws_url
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -13,7 +11,7 @@ from push_client import PushClient
 
 log = logging.getLogger(__name__)
 
-__all__ = ["get_push", "init_push", "push_keyed", "room_group", "ws_url"]
+__all__ = ["get_push", "init_push", "room_group", "ws_url"]
 
 
 def init_push(app: Flask) -> None:
@@ -34,22 +32,6 @@ def get_push() -> PushClient:
         )
         current_app.extensions["webchat_push"] = client
     return client
-
-
-def push_keyed(send: Callable[..., None], *args: Any, key: str) -> None:
-    """Call a push operation with ``idempotency_key=key``.
-
-    A push_client from before idempotency keys refuses the keyword; then the
-    push goes without one (applied once unless a retry repeats it). Once every
-    deployment's push_client takes the keyword, this is just
-    ``send(*args, idempotency_key=key)``.
-    """
-    try:
-        send(*args, idempotency_key=key)
-    except TypeError as exc:
-        if "idempotency_key" not in str(exc):
-            raise
-        send(*args)
 
 
 def room_group(room_id: int) -> str:

@@ -19,7 +19,8 @@ group, so it counts as nobody in the room's online count or member list.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -36,7 +37,7 @@ from .rooms import get_room
 
 log = logging.getLogger(__name__)
 
-__all__ = ["bp", "unread_counts", "read_position", "mark_seen", "lobby_group"]
+__all__ = ["bp", "lobby_group", "mark_seen", "read_position", "unread_counts"]
 
 bp = Blueprint("reads", __name__)
 
@@ -177,16 +178,20 @@ def mark_read(room_id: int) -> ResponseReturnValue:
 
 def mark_seen(entries: Iterable[dict[str, Any]], me: User, room_id: int) -> None:
     """Add ``"seen": true`` to each of my private messages its recipient has read (one query for them all)."""
-    mine = [entry for entry in entries if entry.get("type") == "to" and entry.get("uid") == me.uid and "to_uid" in entry]
+    mine = [
+        entry for entry in entries if entry.get("type") == "to" and entry.get("uid") == me.uid and "to_uid" in entry
+    ]
     if not mine:
         return
     readers = {int(entry["to_uid"]) for entry in mine}
     positions = dict(
-        get_db().execute(
+        get_db()
+        .execute(
             select(ReadPosition.user_id, ReadPosition.message_id).where(
                 and_(ReadPosition.room_id == room_id, ReadPosition.user_id.in_(readers))
             )
-        ).all()
+        )
+        .all()
     )
     for entry in mine:
         if entry["id"] <= positions.get(int(entry["to_uid"]), 0):

@@ -39,7 +39,7 @@ def online_counts(room_ids: list[int]) -> dict[int, int] | None:
         # The lobby still lists the rooms; it just cannot say who is there.
         log.warning("cannot get online counts from the push server: %s", exc)
         return None
-    return {room_id: int(result.value) for room_id, result in zip(room_ids, results)}
+    return {room_id: int(result.value) for room_id, result in zip(room_ids, results, strict=True)}
 
 
 def get_room(room_id: int) -> Room:

@@ -27,7 +27,7 @@ def gradient_png(size: int, start: tuple[int, int, int], end: tuple[int, int, in
         row = bytearray(b"\x00")
         for x in range(size):
             t = (x + y) / (2 * size - 2)
-            row += bytes(round(a + (b - a) * t) for a, b in zip(start, end))
+            row += bytes(round(a + (b - a) * t) for a, b in zip(start, end, strict=True))
         rows += bytes(row)
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
@@ -66,7 +66,9 @@ def lived_in_room(live: Live, viewer: str, older: int = 0) -> tuple[int, dict[st
     room_id = alice.create_room("design-review")
     ages: dict[int, timedelta] = {}
     for i in range(older):
-        ages[say(bob if i % 2 else carol, room_id, f"older message {i + 1}")["id"]] = timedelta(days=2, minutes=older - i)
+        ages[say(bob if i % 2 else carol, room_id, f"older message {i + 1}")["id"]] = timedelta(
+            days=2, minutes=older - i
+        )
     yesterday = [
         (alice, "Morning! I pushed the new room layout to staging."),
         (alice, "Notes are here: https://example.com/notes/room-layout?v=2"),

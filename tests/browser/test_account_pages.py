@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -43,7 +44,9 @@ def _log_in(page: Any, live: Live, name: str, password: str = PASSWORD, query: s
     page.click("#submit")
 
 
-@pytest.mark.parametrize("target", ["/%5Cevil.example/", "/%09/evil.example/", "/%5C%5Cevil.example", "//evil.example/"])
+@pytest.mark.parametrize(
+    "target", ["/%5Cevil.example/", "/%09/evil.example/", "/%5C%5Cevil.example", "//evil.example/"]
+)
 def test_login_page_never_goes_off_site(windows: Windows, live: Live, target: str) -> None:
     """Logging in from /login?next=<a path a browser reads as another host> lands on the lobby, on this site."""
     HttpUser(live.url, "mallory-target").register()

@@ -175,7 +175,9 @@ def test_member_menu_mutes_and_bans(windows: Windows, live: Live) -> None:
     expect(bob.locator("#member-menu")).to_be_hidden()
 
     alice.click("#member-list button.member >> text=bob")
-    expect(alice.locator("#member-menu .menu-item")).to_have_text(["Message privately", "Mute…", "Ban…", "Unmute", "Unban"])
+    expect(alice.locator("#member-menu .menu-item")).to_have_text(
+        ["Message privately", "Mute…", "Ban…", "Unmute", "Unban"]
+    )
     alice.click("#member-menu .menu-mute")
     alice.click("#member-menu .mute-for >> text=10 minutes")
     expect(alice.locator("#messages li.notice", has_text="bob is muted until")).to_have_count(1)
@@ -238,7 +240,9 @@ def test_typing_notices_stop_after_a_429(windows: Windows, live: Live) -> None:
     def refuse(route: Any) -> None:
         typing_requests.append(route.request)
         route.fulfill(
-            status=429, headers={"Retry-After": "60"}, content_type="application/json",
+            status=429,
+            headers={"Retry-After": "60"},
+            content_type="application/json",
             body='{"error": "slow down: too many typing notices", "retry_after": 60}',
         )
 

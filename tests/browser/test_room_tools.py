@@ -28,6 +28,7 @@ class HeldUploads(SlowSay):
         self.released = False
         page.route("**/rooms/*/images", self._route)
 
+
 PHONE = {"width": 390, "height": 844}
 
 
@@ -70,8 +71,12 @@ def test_a_429_says_slow_down_and_keeps_the_text(windows: Windows, live: Live) -
     body = '{"error": "slow down: too many messages; try again in 7 s", "retry_after": 7}'
     # The web app's rate limiter answers like this (Retry-After and the JSON error).
     for path in ("**/say", "**/images"):
-        page.route(path, lambda route: route.fulfill(
-            status=429, headers={"Retry-After": "7"}, content_type="application/json", body=body))
+        page.route(
+            path,
+            lambda route: route.fulfill(
+                status=429, headers={"Retry-After": "7"}, content_type="application/json", body=body
+            ),
+        )
     page.fill("#content", "keep me")
     page.press("#content", "Enter")
     expect(page.locator("#composer-error")).to_have_text("Slow down — try again in 7 s. Your message is still here.")
@@ -205,8 +210,10 @@ def test_avatar_upload_shows_on_messages_and_member_lists(windows: Windows, live
     expect(bob_row).to_have_text("D")
     colour = re.search(r"\bc\d+\b", bob_row.get_attribute("class") or "")
     assert colour
-    dana.set_input_files("#avatar-input", files=[{"name": "me.png", "mimeType": "image/png",
-                                                   "buffer": gradient_png(32, (250, 140, 90), (120, 80, 220))}])
+    dana.set_input_files(
+        "#avatar-input",
+        files=[{"name": "me.png", "mimeType": "image/png", "buffer": gradient_png(32, (250, 140, 90), (120, 80, 220))}],
+    )
     expect(dana.locator("#my-avatar img.avatar-img")).to_have_attribute("src", re.compile(r"^/avatars/\d+\?v=1$"))
     dana.fill("#content", "new face")
     dana.press("#content", "Enter")
@@ -314,7 +321,9 @@ def test_screenshots_of_the_room_at_both_widths(windows: Windows, live: Live, tm
     for user in ("alice", "bob"):
         context = windows.browser.new_context()
         windows.contexts.append(context)
-        context.add_cookies([{"name": c.name, "value": c.value or "", "url": live.url} for c in users[user].http.cookies])
+        context.add_cookies(
+            [{"name": c.name, "value": c.value or "", "url": live.url} for c in users[user].http.cookies]
+        )
         page = context.new_page()
         enter_room(page, live, room_id)
         others.append(page)
@@ -324,9 +333,12 @@ def test_screenshots_of_the_room_at_both_widths(windows: Windows, live: Live, tm
     expect(wide.locator("#messages img.avatar-img").first).to_have_js_property("complete", True)
     # Bob adds the link to his last message; carol is typing.
     bob_http, carol_http = users["bob"], users["carol"]
-    last = max(int(m["id"]) for m in bob_http.get(f"/rooms/{room_id}/messages").json()["messages"] if m.get("uname") == "bob")
+    last = max(
+        int(m["id"]) for m in bob_http.get(f"/rooms/{room_id}/messages").json()["messages"] if m.get("uname") == "bob"
+    )
     edited = bob_http.http.patch(
-        f"{live.url}/messages/{last}", json={"content": "Draft by noon: https://example.com/release-notes"},
+        f"{live.url}/messages/{last}",
+        json={"content": "Draft by noon: https://example.com/release-notes"},
         headers={"X-CSRFToken": bob_http.csrf or bob_http.refresh_csrf()},
     )
     assert edited.status_code == 200, edited.text

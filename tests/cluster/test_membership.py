@@ -24,7 +24,9 @@ pytestmark = pytest.mark.timeout(60)
 @contextlib.asynccontextmanager
 async def running(redis: RedisServer, prefix: str, node_timeout: float = 10.0) -> AsyncIterator[RedisBackend]:
     """A RedisBackend started in this process (no listener: an empty Connections), stopped afterwards."""
-    backend = RedisBackend(Config(secret=TEST_SECRET, redis_url=redis.url, redis_prefix=prefix, node_timeout=node_timeout))
+    backend = RedisBackend(
+        Config(secret=TEST_SECRET, redis_url=redis.url, redis_prefix=prefix, node_timeout=node_timeout)
+    )
     await backend.start(Connections())
     try:
         yield backend
@@ -108,7 +110,9 @@ async def test_a_dead_nodes_clients_are_reaped(redis_server: RedisServer, prefix
         assert await backend.get_client_count_by_group("room") == 1
 
         async def reaped() -> bool:
-            return not await redis.exists(prefix + "u:alice", prefix + "g:room", prefix + "reap:ghost", prefix + "cu:ghost.c1")
+            return not await redis.exists(
+                prefix + "u:alice", prefix + "g:room", prefix + "reap:ghost", prefix + "cu:ghost.c1"
+            )
 
         await eventually(reaped, timeout=TIMEOUT * 2)
         assert await backend.get_all_client_count() == 0

@@ -195,6 +195,7 @@ async def test_nodes_that_answered_503_for_a_late_node_tell_their_pages_once_who
     assert c.process is not None
     c.process.send_signal(signal.SIGSTOP)
     try:
+
         async def reaped() -> bool:
             return await _count_or_error(a) == 2
 

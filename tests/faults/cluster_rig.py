@@ -22,7 +22,8 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 
@@ -62,11 +63,15 @@ class Page:
 
 
 @contextlib.contextmanager
-def cluster(nodes: int, *flags: str, node_timeout: float = 10.0) -> Iterator[tuple[RedisServer, list[PushServerProcess]]]:
+def cluster(
+    nodes: int, *flags: str, node_timeout: float = 10.0
+) -> Iterator[tuple[RedisServer, list[PushServerProcess]]]:
     """A redis-server and ``nodes`` push_server nodes on it, all stopped afterwards."""
     redis = RedisServer().start()
     servers = [
-        PushServerProcess("--redis-url", redis.url, "--redis-prefix", "faults:", "--node-timeout", str(node_timeout), *flags)
+        PushServerProcess(
+            "--redis-url", redis.url, "--redis-prefix", "faults:", "--node-timeout", str(node_timeout), *flags
+        )
         for _ in range(nodes)
     ]
     try:
@@ -198,7 +203,9 @@ async def _delivered(pages: list[Page], acked: list[int], timeout: float) -> Non
         await _wait(lambda: all(wanted <= set(page.numbers) for page in pages), timeout, "complete delivery")
 
 
-async def redis_restarted_empty(pages: int = 30, nodes: int = 3, outage: float = 2.0, interval: float = 0.02) -> dict[str, Any]:
+async def redis_restarted_empty(
+    pages: int = 30, nodes: int = 3, outage: float = 2.0, interval: float = 0.02
+) -> dict[str, Any]:
     """Scenario (a): Redis killed for ``outage`` s and restarted empty under a retrying pusher."""
     with cluster(nodes) as (redis, servers):
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -211,7 +218,11 @@ async def redis_restarted_empty(pages: int = 30, nodes: int = 3, outage: float =
                 await asyncio.sleep(outage)
                 redis.start()
                 seconds, undercounts = await until_whole(servers, pages, timeout=30)
-                await _wait(lambda: all(page.resyncs[-1:] == ["redis_restored"] for page in opened), TIMEOUT * 2, "redis_restored on every page")
+                await _wait(
+                    lambda: all(page.resyncs[-1:] == ["redis_restored"] for page in opened),
+                    TIMEOUT * 2,
+                    "redis_restored on every page",
+                )
                 await pusher.until(len(pusher.acked) + 10)
             finally:
                 pusher.stop.set()
@@ -224,23 +235,34 @@ async def redis_restarted_empty(pages: int = 30, nodes: int = 3, outage: float =
             node_of_server = {index: opened[index].node for index in range(len(servers))}
             local = {(n, node_of_server[target]) for n, target, text in pusher.refusals if LOCAL_ONLY in text}
             unexplained = sum(
-                count - 1 for page in opened for n, count in Counter(page.numbers).items() if count > 1 and (n, page.node) not in local
+                count - 1
+                for page in opened
+                for n, count in Counter(page.numbers).items()
+                if count > 1 and (n, page.node) not in local
             )
             return {
                 **figures,
-                "pages": pages, "nodes": nodes, "messages": len(pusher.acked), "refusals": len(pusher.refusals),
-                "unexplained_duplicates": unexplained, "undercounts": undercounts,
+                "pages": pages,
+                "nodes": nodes,
+                "messages": len(pusher.acked),
+                "refusals": len(pusher.refusals),
+                "unexplained_duplicates": unexplained,
+                "undercounts": undercounts,
                 "seconds_to_whole": round(seconds, 2),
                 # redis_lost first and redis_restored last; a page may hear redis_restored
                 # twice (again when a node that refused pushes meanwhile is back).
                 "resyncs_in_order": sum(
-                    1 for page in opened
-                    if page.resyncs[:2] == ["redis_lost", "redis_restored"] and set(page.resyncs[2:]) <= {"redis_restored"}
+                    1
+                    for page in opened
+                    if page.resyncs[:2] == ["redis_lost", "redis_restored"]
+                    and set(page.resyncs[2:]) <= {"redis_restored"}
                 ),
             }
 
 
-async def node_killed(pages: int = 30, nodes: int = 3, messages: int = 150, interval: float = 0.005, node_timeout: float = 2.0) -> dict[str, Any]:
+async def node_killed(
+    pages: int = 30, nodes: int = 3, messages: int = 150, interval: float = 0.005, node_timeout: float = 2.0
+) -> dict[str, Any]:
     """Scenario (b): one node SIGKILLed while a numbered stream goes to a group spanning every node."""
     with cluster(nodes, node_timeout=node_timeout) as (_redis, servers):
         victim, survivors = servers[-1], servers[:-1]
@@ -253,7 +275,7 @@ async def node_killed(pages: int = 30, nodes: int = 3, messages: int = 150, inte
             try:
                 await pusher.until(messages // 3)
                 victim.kill()
-                seconds, undercounts = await until_whole(survivors, len(kept), timeout=node_timeout * 3 + TIMEOUT)
+                seconds, _ = await until_whole(survivors, len(kept), timeout=node_timeout * 3 + TIMEOUT)
                 await pusher.until(messages)
             finally:
                 pusher.stop.set()
@@ -261,13 +283,18 @@ async def node_killed(pages: int = 30, nodes: int = 3, messages: int = 150, inte
             await _delivered(kept, pusher.acked, TIMEOUT)
             return {
                 **_tally(kept, pusher.acked),
-                "pages": len(kept), "nodes": nodes, "messages": len(pusher.acked), "refusals": len(pusher.refusals),
+                "pages": len(kept),
+                "nodes": nodes,
+                "messages": len(pusher.acked),
+                "refusals": len(pusher.refusals),
                 "out_of_order": sum(1 for page in kept if page.numbers != sorted(page.numbers)),
                 "seconds_to_whole": round(seconds, 2),
             }
 
 
-async def slow_consumer(pages: int = 200, nodes: int = 2, messages: int = 60, max_pending: int = 65536) -> dict[str, Any]:
+async def slow_consumer(
+    pages: int = 200, nodes: int = 2, messages: int = 60, max_pending: int = 65536
+) -> dict[str, Any]:
     """Scenario (c): one page of a group never reads; it is dropped, the others get every message."""
     from ..push.conftest import raw_handshake, read_frame
 
@@ -284,7 +311,9 @@ async def slow_consumer(pages: int = 200, nodes: int = 2, messages: int = 60, ma
                     for n in range(messages):
                         # The stream goes through both nodes; halfway, the stuck page is
                         # sent far more than its kernel buffers and its bound can hold.
-                        await asyncio.to_thread((push if n % 2 else other).send_to_group, GROUP, {"n": n, "pad": padding})
+                        await asyncio.to_thread(
+                            (push if n % 2 else other).send_to_group, GROUP, {"n": n, "pad": padding}
+                        )
                         if n == messages // 2:
                             for _ in range(8):
                                 await asyncio.to_thread(push.send_to_client, stuck_id, big)
@@ -341,4 +370,9 @@ async def idle_then_sigterm(connections: int = 2000) -> dict[str, Any]:
         finally:
             for sock in sockets:
                 sock.close()
-        return {"connections": connections, "closed_1001": codes.get(1001, 0), "codes": dict(codes), "seconds_to_stop": round(stopped, 2)}
+        return {
+            "connections": connections,
+            "closed_1001": codes.get(1001, 0),
+            "codes": dict(codes),
+            "seconds_to_stop": round(stopped, 2),
+        }

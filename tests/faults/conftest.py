@@ -6,8 +6,8 @@ shows; nothing is mocked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -33,6 +33,6 @@ def live(push_server: PushServerProcess, tmp_path: Path, db_url: str | None) -> 
 
 
 # The browser suite's Chromium and windows, for the one scenario that runs the real page.
-from tests.browser.conftest import WAIT_MS, Windows, browser, windows  # noqa: E402,F401
+from tests.browser.conftest import WAIT_MS, Windows, browser, windows  # noqa: E402
 
 __all__ = ["WAIT_MS", "Windows", "browser", "windows"]

@@ -10,15 +10,17 @@ and duplicated (browser, message) pairs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 
-__all__ = ["Delivery", "Page", "until", "visible", "tally"]
+__all__ = ["Delivery", "Page", "tally", "until", "visible"]
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -308,10 +310,8 @@ class Page:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self.delivery is not None and self.delivery.running is not None:
             self.delivery.running.cancel()
         await self.http.close()
@@ -341,10 +341,8 @@ async def tally(pages: list[Page], said: list[dict[str, Any]], timeout: float) -
     def whole() -> bool:
         return all(visible(page, said) <= set(page.shown) and page.delivery and page.delivery.idle for page in pages)
 
-    try:
+    with contextlib.suppress(AssertionError):  # counted below: the numbers say what is missing
         await until(whole, "every message on every page", timeout)
-    except AssertionError:
-        pass  # counted below: the numbers say what is missing
     return {
         "pairs": sum(len(visible(page, said)) for page in pages),
         "lost": sum(len(visible(page, said) - set(page.shown)) for page in pages),

@@ -21,8 +21,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 from ..servers import TIMEOUT, PushServerProcess, RedisServer, free_port
 from ..web_app.live import Live
@@ -74,7 +75,7 @@ class RedisLink:
         while self._listener is listener:
             try:
                 near, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -43,7 +43,9 @@ async def test_redis_restarted_empty_under_pages_posting_through_the_web_app() -
 @pytest.mark.parametrize(
     "node_timeout, outage, reaped", [(10.0, 2.0, False), (2.0, 2.0, True)], ids=["within-its-lease", "reaped-meanwhile"]
 )
-async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets(node_timeout: float, outage: float, reaped: bool) -> None:
+async def test_pages_of_a_node_cut_from_redis_catch_up_on_their_sockets(
+    node_timeout: float, outage: float, reaped: bool
+) -> None:
     """Node 1 loses Redis while the web app's node keeps it (/say answers 201): node 1's pages get resync and catch up, 0 lost, none reconnects."""
     figures = await pages_rig.node_cut_from_redis(
         pages=15, nodes=3, posters=4, outage=outage, node_timeout=node_timeout, reaped=reaped
@@ -70,20 +72,26 @@ async def test_pages_of_other_nodes_hear_of_pushes_the_web_apps_node_refused_whi
 
 
 def _dom_ids(page: Any) -> list[int]:
-    return [int(value) for value in page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")]
+    return [
+        int(value) for value in page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")
+    ]
 
 
-def test_the_real_page_on_another_node_shows_every_message_once_through_a_redis_restart(browser: Any, tmp_path: Path) -> None:
+def test_the_real_page_on_another_node_shows_every_message_once_through_a_redis_restart(
+    browser: Any, tmp_path: Path
+) -> None:
     """Chromium, pages on nodes 1 and 2, web app on node 0: Redis restarted empty mid-conversation; each message once, in id order, no reconnect."""
     with cluster(3) as (redis, servers), contextlib.ExitStack() as stack:
         # One web app (one database, shared sessions) per node the pages connect to; every push goes through node 0.
-        fronts = [stack.enter_context(Live(servers[0], tmp_path / "instance", None, ws_url=servers[n].ws_url)) for n in (1, 2)]
+        fronts = [
+            stack.enter_context(Live(servers[0], tmp_path / "instance", None, ws_url=servers[n].ws_url)) for n in (1, 2)
+        ]
         owner = HttpUser(fronts[0].url, "owner").register()
         room_id = owner.create_room("general")
         windows = Windows(browser, fronts[0])
         stack.callback(windows.close)
         opened = []
-        for front, name in zip(fronts, ("alice", "bob")):
+        for front, name in zip(fronts, ("alice", "bob"), strict=True):
             page = windows.open(name)
             page.goto(f"{front.url}/rooms/{room_id}")  # the session cookie is the host's, whatever the port
             expect(page.locator("#status")).to_have_attribute("data-state", "online")
@@ -94,7 +102,9 @@ def test_the_real_page_on_another_node_shows_every_message_once_through_a_redis_
         redis.start()
         # Nothing posted after: the messages of the outage reach the pages only through their resync catch-up.
         with concurrent.futures.ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
-            thread.submit(asyncio.run, until_whole(servers, 2, timeout=WAIT_MS / 1000 * 4, group=f"room:{room_id}")).result()
+            thread.submit(
+                asyncio.run, until_whole(servers, 2, timeout=WAIT_MS / 1000 * 4, group=f"room:{room_id}")
+            ).result()
         stored = [m["id"] for m in owner.history(room_id)]
         assert [a.status_code for a in during] == [502, 502, 502]
         for page in opened:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -94,9 +95,7 @@ async def test_issue_repro_message_of_another_posted_during_the_outage_shows(liv
 
 
 @DATABASES
-async def test_push_server_killed_and_restarted_with_pages_posting_throughout(
-    live: Live, closing: list[Page]
-) -> None:
+async def test_push_server_killed_and_restarted_with_pages_posting_throughout(live: Live, closing: list[Page]) -> None:
     """12 pages; posts before, during (502) and right after a SIGKILL restart, public and private: 0 lost, 0 duplicated."""
     pages, _ = await _pages(live, 12)
     closing.extend(pages)
@@ -123,7 +122,9 @@ async def test_push_server_killed_and_restarted_with_pages_posting_throughout(
     await _until(lambda: all(page.binds >= 2 for page in pages), "every page re-bound")
     await post_round("later", 201)
     lost, duplicated, pairs = await _count(pages, said)
-    print(f"push server restart: {len(pages)} pages, {len(said)} messages, {pairs} pairs: {lost} lost, {duplicated} duplicated")
+    print(
+        f"push server restart: {len(pages)} pages, {len(said)} messages, {pairs} pairs: {lost} lost, {duplicated} duplicated"
+    )
     assert (lost, duplicated) == (0, 0), f"{lost} lost and {duplicated} duplicated of {pairs} pairs"
 
 
@@ -166,7 +167,9 @@ async def test_resync_frame_makes_pages_catch_up_on_their_socket(
 
 
 def _dom_ids(page: Any) -> list[int]:
-    return [int(value) for value in page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")]
+    return [
+        int(value) for value in page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")
+    ]
 
 
 def test_the_real_page_shows_every_message_once_through_a_restart_a_hole_and_a_resync(

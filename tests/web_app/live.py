@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 
 from tests.servers import TIMEOUT, PushServerProcess
 
-__all__ = ["Live", "LiveServer", "HttpUser", "receive_until", "postgres_schema", "PG_URL", "make_app", "TINY_PNG"]
+__all__ = ["PG_URL", "TINY_PNG", "HttpUser", "Live", "LiveServer", "make_app", "postgres_schema", "receive_until"]
 
 # test.sh documents DATABASE_URL_TEST; the default is the CI database.
 PG_URL = os.environ.get("DATABASE_URL_TEST") or "postgresql://127.0.0.1:5432/test"
@@ -41,7 +41,12 @@ def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
     row = b"\x00" + bytes(rgb) * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
 
 
 TINY_PNG = _png(4, 4, (79, 91, 213))
@@ -126,7 +131,12 @@ class Live:
     """The push server and the web app, both for real, wired together; and a way to make users."""
 
     def __init__(
-        self, push: PushServerProcess, instance: Path, database_url: str | None, ws_url: str | None = None, **config: Any
+        self,
+        push: PushServerProcess,
+        instance: Path,
+        database_url: str | None,
+        ws_url: str | None = None,
+        **config: Any,
     ) -> None:
         """``ws_url``: where pages connect, if not to ``push`` (another node of its cluster); ``config``: app settings."""
         self.push = push

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from flask import Flask
@@ -111,7 +111,9 @@ def test_session_cookie_secure_when_configured(instance: Path) -> None:
     assert "Secure" in cookie
 
 
-def test_pages_redirect_to_login_and_back_only_to_this_site(visitor: Visitor, new_visitor: Callable[[], Visitor]) -> None:
+def test_pages_redirect_to_login_and_back_only_to_this_site(
+    visitor: Visitor, new_visitor: Callable[[], Visitor]
+) -> None:
     """A page needs a login and returns there after it; ?next= never leads off the site."""
     answer = visitor.client.get("/rooms/1")
     assert answer.status_code == 302

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -166,9 +167,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_member_list_carries_avatars(live: Live, session: aiohttp.ClientSession) -> None:
     """/bind's answer and the pushed ``flush`` frame carry ``avatars``: {uid: url} for members with a picture."""
     alice, bob = live.user("alice"), live.user("bob")
-    answer = await asyncio.to_thread(
-        alice.post, "/avatar", None, files={"file": ("a.png", TINY_PNG, "image/png")}
-    )
+    answer = await asyncio.to_thread(alice.post, "/avatar", None, files={"file": ("a.png", TINY_PNG, "image/png")})
     assert answer.status_code == 200, answer.text
     url = answer.json()["avatar"]
     room_id = await asyncio.to_thread(alice.create_room, "faces")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -50,7 +51,11 @@ async def test_two_users_chat(live: Live, session: aiohttp.ClientSession) -> Non
     assert set(stored) == {"type", "id", "room_id", "uid", "uname", "content", "created_at", "seq"}
     assert stored["seq"] == 1
     assert (stored["type"], stored["room_id"], stored["uid"], stored["uname"], stored["content"]) == (
-        "all", room_id, alice.uid, "alice", "hi bob",
+        "all",
+        room_id,
+        alice.uid,
+        "alice",
+        "hi bob",
     )
 
     assert (await call(bob.say, room_id, "hi alice")).status_code == 201

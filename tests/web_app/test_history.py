@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -75,8 +76,16 @@ def test_older_private_messages_only_for_their_two_parties(new_visitor: Callable
 
 @pytest.mark.parametrize(
     "query",
-    ["before=0", "before=-5", "before=abc", "before=1.5", "before=1e3", "before=1&after=1", "before=1&limit=0",
-     "before=1&limit=201"],
+    [
+        "before=0",
+        "before=-5",
+        "before=abc",
+        "before=1.5",
+        "before=1e3",
+        "before=1&after=1",
+        "before=1&limit=0",
+        "before=1&limit=201",
+    ],
 )
 def test_bad_before_is_a_json_400(member: Visitor, query: str) -> None:
     """A ``before`` that is not a positive integer, or given with ``after``, or a bad limit, is a JSON 400."""

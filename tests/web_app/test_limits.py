@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from web_app.models import Image, Message, Room, User, get_db
 
-from .conftest import PASSWORD, Visitor
+from .conftest import Visitor
 from .live import TINY_PNG, make_app
 
 BOTH = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from flask import Flask
@@ -34,9 +34,7 @@ LOOKALIKES = [
 
 @BOTH
 @pytest.mark.parametrize("lookalike", LOOKALIKES)
-def test_a_lookalike_of_a_taken_name_is_refused(
-    app: Flask, new_visitor: Callable[[], Visitor], lookalike: str
-) -> None:
+def test_a_lookalike_of_a_taken_name_is_refused(app: Flask, new_visitor: Callable[[], Visitor], lookalike: str) -> None:
     """A name that looks like a taken one (case, script, width, invisible characters) is refused; only one account exists."""
     assert new_visitor().register("alice").status_code == 200
     answer = new_visitor().register(lookalike)

@@ -48,7 +48,9 @@ def test_logged_in_pages_have_no_inline_script_and_escape_names(member: Visitor)
 
 def test_room_page_is_told_where_the_push_server_is(instance: Path) -> None:
     """PUSH_WS_URL is handed to the page and allowed by its CSP."""
-    app = make_app(instance, None, PUSH_WS_URL="ws://push.example:9000/ws", PUSH_SECRET="x", PUSH_API_URL="http://127.0.0.1:9")
+    app = make_app(
+        instance, None, PUSH_WS_URL="ws://push.example:9000/ws", PUSH_SECRET="x", PUSH_API_URL="http://127.0.0.1:9"
+    )
     visitor = Visitor(app.test_client())
     visitor.register()
     room_id = visitor.create_room()
@@ -93,7 +95,9 @@ def test_without_secret_key_workers_share_one_kept_in_the_instance(instance: Pat
     assert (instance / "secret_key").stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.parametrize(("path", "status", "title"), [("/no/such/page", 404, "Page not found"), ("/rooms/999", 404, "no such room")])
+@pytest.mark.parametrize(
+    ("path", "status", "title"), [("/no/such/page", 404, "Page not found"), ("/rooms/999", 404, "no such room")]
+)
 def test_browser_errors_are_styled_pages(member: Visitor, path: str, status: int, title: str) -> None:
     """A browser gets a styled error page (the site's stylesheet, its status, a way back), not werkzeug's bare one."""
     page = member.client.get(path, headers={"Accept": "text/html"})

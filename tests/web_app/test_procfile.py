@@ -52,12 +52,26 @@ class Honcho:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Honcho:
-        env = {**os.environ, "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PUSH_RESTART_DELAY": "0.2"}
+        env = {
+            **os.environ,
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PUSH_RESTART_DELAY": "0.2",
+        }
         for name in ("PUSH_REDIS_URL", "REDIS_URL", "DATABASE_URL", "PUSH_WS_URL", "PUSH_ALLOWED_ORIGINS"):
             env.pop(name, None)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(self.bin_dir / "honcho"), "-f", str(ROOT / "Procfile"), "-e", str(self.env_file), "-d", str(ROOT), "start", *self.only],
+                [
+                    str(self.bin_dir / "honcho"),
+                    "-f",
+                    str(ROOT / "Procfile"),
+                    "-e",
+                    str(self.env_file),
+                    "-d",
+                    str(ROOT),
+                    "start",
+                    *self.only,
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -101,7 +115,9 @@ def test_honcho_runs_push_server_and_gunicorn_together(tmp_path: Path) -> None:
         room_id = user.create_room("from-procfile")
         # 201 (not 502): gunicorn's app reached the push server with the shared secret.
         assert user.say(room_id, "hello").status_code == 201
-        assert user.get("/rooms").json()["rooms"] == [{"id": room_id, "name": "from-procfile", "online": 0, "unread": 0}]
+        assert user.get("/rooms").json()["rooms"] == [
+            {"id": room_id, "name": "from-procfile", "online": 0, "unread": 0}
+        ]
         page = user.get(f"/rooms/{room_id}", headers={"Accept": "text/html"}).text
         assert f'data-ws-url="ws://127.0.0.1:{honcho.ws_port}/ws"' in page
         # The failed-login limit (default 10) holds across gunicorn's workers:
@@ -118,7 +134,9 @@ def _push_server_pid(honcho: Honcho) -> int:
     """The push server's pid, from its "internal API on" line (its log format carries the pid)."""
     deadline = time.monotonic() + TIMEOUT * 3
     while time.monotonic() < deadline:
-        found = re.findall(rf" (\d+) INFO push_server(?:\.__main__)?: internal API on http://127.0.0.1:{honcho.api_port}", honcho.log())
+        found = re.findall(
+            rf" (\d+) INFO push_server(?:\.__main__)?: internal API on http://127.0.0.1:{honcho.api_port}", honcho.log()
+        )
         if found:
             return int(found[-1])
         time.sleep(0.05)

@@ -8,8 +8,9 @@ checks the pushes against a real push server.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -99,7 +100,9 @@ def test_read_position_moves_forward_only(app: Flask, owner: Visitor, other: Vis
     ids = [_store(app, room, owner.uid or "", f"m{i}") for i in range(3)]
     assert other.post(f"/rooms/{room}/read", {"message_id": ids[1]}).json["moved"] is True
     assert other.post(f"/rooms/{room}/read", {"message_id": ids[0]}).json == {
-        "room_id": room, "message_id": ids[1], "moved": False,
+        "room_id": room,
+        "message_id": ids[1],
+        "moved": False,
     }
     assert other.post(f"/rooms/{room}/read", {"message_id": ids[2]}).json["moved"] is True
     assert _count(app, ReadPosition) == 1
@@ -109,8 +112,14 @@ def test_read_position_moves_forward_only(app: Flask, owner: Visitor, other: Vis
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [({}, 400), ({"message_id": "x"}, 400), ({"message_id": -1}, 400), ({"message_id": 2**60}, 400),
-     ({"message_id": 999}, 404), ({"message_id": "OTHER_ROOM"}, 404)],
+    [
+        ({}, 400),
+        ({"message_id": "x"}, 400),
+        ({"message_id": -1}, 400),
+        ({"message_id": 2**60}, 400),
+        ({"message_id": 999}, 404),
+        ({"message_id": "OTHER_ROOM"}, 404),
+    ],
 )
 def test_read_bad_input(app: Flask, owner: Visitor, room: int, body: dict[str, Any], status: int) -> None:
     """Bad message ids, and messages of another room, are refused; no position is stored."""
@@ -234,7 +243,9 @@ def test_edit_bad_input(app: Flask, owner: Visitor, room: int, body: Any, status
     assert owner.get(f"/rooms/{room}/messages").json["messages"][0]["content"] == "original"
 
 
-def test_edit_and_delete_permissions(app: Flask, owner: Visitor, other: Visitor, new_visitor: Callable[[], Visitor]) -> None:
+def test_edit_and_delete_permissions(
+    app: Flask, owner: Visitor, other: Visitor, new_visitor: Callable[[], Visitor]
+) -> None:
     """Only the author edits; the author or the room's owner deletes; others' private messages do not exist."""
     third = new_visitor()
     third.register()
@@ -269,14 +280,17 @@ def test_images_cannot_be_edited(app: Flask, owner: Visitor, room: int) -> None:
         image = Image(content_type="image/png", data=TINY_PNG)
         db.add(image)
         db.flush()
-        message = Message(room_id=room, user_id=int(owner.uid or 0), type="all", kind="image", content="a.png",
-                          image_id=image.id)
+        message = Message(
+            room_id=room, user_id=int(owner.uid or 0), type="all", kind="image", content="a.png", image_id=image.id
+        )
         store_message(db, message)
         message_id = message.id
     assert _patch(owner, message_id, {"content": "b.png"}).status_code == 400
 
 
-def test_changes_feed_lists_edits_and_deletes_in_change_order(app: Flask, owner: Visitor, other: Visitor, room: int) -> None:
+def test_changes_feed_lists_edits_and_deletes_in_change_order(
+    app: Flask, owner: Visitor, other: Visitor, room: int
+) -> None:
     """/changes?after=n gives every message changed after change n, oldest change first; without after, only rev."""
     a, b, c = (_store(app, room, owner.uid or "", text) for text in ("a", "b", "c"))
     secret = _store(app, room, owner.uid or "", "hush", to_id=other.uid)
@@ -289,7 +303,8 @@ def test_changes_feed_lists_edits_and_deletes_in_change_order(app: Flask, owner:
     assert feed["rev"] == 4
     assert [(m["id"], m["rev"]) for m in feed["messages"]] == [(a, 2), (b, 3), (secret, 4)]
     assert [(m["id"], m["rev"]) for m in owner.get(f"/rooms/{room}/changes?after=2").json["messages"]] == [
-        (b, 3), (secret, 4),
+        (b, 3),
+        (secret, 4),
     ]
     # Someone else's private change is not theirs to see.
     third_view = other.get(f"/rooms/{room}/changes?after=0").json["messages"]
@@ -317,7 +332,9 @@ def test_moderation_bad_input(app: Flask, owner: Visitor, other: Visitor, room: 
     assert _count(app, Restriction) == 0
 
 
-def test_ban_refuses_bind_say_typing_images_and_history_until_it_ends(app: Flask, owner: Visitor, other: Visitor, room: int) -> None:
+def test_ban_refuses_bind_say_typing_images_and_history_until_it_ends(
+    app: Flask, owner: Visitor, other: Visitor, room: int
+) -> None:
     """A banned member gets 403 on /bind, /say, /typing, images and history; once it ends they are back."""
     answer = owner.post(f"/rooms/{room}/ban", {"uid": other.uid, "minutes": 5})
     assert answer.status_code == 200 and answer.json["kind"] == "banned" and answer.json["until"]
@@ -368,7 +385,7 @@ def test_a_messages_table_from_before_edits_gets_its_columns(app: Flask, owner: 
     """A database made before edits existed gains edited_at, deleted and rev at the next start, messages kept."""
     from sqlalchemy import text
 
-    from web_app.models import create_tables
+    from web_app.schema import create_tables
 
     message_id = _store(app, room, owner.uid or "", "old message")
     engine = app.extensions["webchat_db"].kw["bind"]

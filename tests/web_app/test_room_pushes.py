@@ -8,7 +8,8 @@ be the second (a connection's frames arrive in order).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -67,7 +68,10 @@ async def test_read_receipts_go_to_the_private_author_and_my_tabs(live: Live, se
     answer = await call(bob.post, f"/rooms/{room_id}/read", {"message_id": public})
     assert answer.json() == {"room_id": room_id, "message_id": public, "moved": True}
     assert await receive_until(alice_ws, of_type("read")) == {
-        "type": "read", "room_id": room_id, "uid": bob.uid, "message_id": private,
+        "type": "read",
+        "room_id": room_id,
+        "uid": bob.uid,
+        "message_id": private,
     }
     assert (await receive_until(bob_ws, of_type("read")))["message_id"] == public
     # History tells alice too, after a reload.
@@ -104,9 +108,7 @@ async def test_edits_and_deletes_are_pushed_to_those_who_saw_them(live: Live, se
     # Carol's first edit frame is the public one: the private edit never reached her.
     assert (await receive_until(sockets[carol.name], of_type("edit")))["id"] == public
 
-    deleted = await call(
-        alice.http.delete, f"{alice.base_url}/messages/{public}", headers={"X-CSRFToken": alice.csrf}
-    )
+    deleted = await call(alice.http.delete, f"{alice.base_url}/messages/{public}", headers={"X-CSRFToken": alice.csrf})
     assert deleted.json()["change"] == {"type": "delete", "id": public, "room_id": room_id, "rev": 3}
     for user in (alice, bob, carol):
         assert (await receive_until(sockets[user.name], of_type("delete")))["id"] == public

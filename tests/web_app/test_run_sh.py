@@ -67,8 +67,20 @@ def test_push_server_says_internal_api_only_once_bound(tmp_path: Path) -> None:
         env = {**os.environ, "PUSH_SECRET": TEST_SECRET}
         env.pop("PUSH_REDIS_URL", None)
         result = subprocess.run(
-            [sys.executable, "-m", "push_server", "--ws-port", str(free_port()), "--api-port", str(taken.getsockname()[1])],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT * 6,
+            [
+                sys.executable,
+                "-m",
+                "push_server",
+                "--ws-port",
+                str(free_port()),
+                "--api-port",
+                str(taken.getsockname()[1]),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT * 6,
         )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

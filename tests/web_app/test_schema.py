@@ -18,7 +18,8 @@ ROUNDS = 2
 _BOOT = textwrap.dedent(
     """
     import sys, time
-    from web_app.models import _make_engine, create_tables
+    from web_app.models import _make_engine
+    from web_app.schema import create_tables
     url, start = sys.argv[1], float(sys.argv[2])
     engine = _make_engine(url)
     time.sleep(max(0.0, start - time.time()))
@@ -42,4 +43,6 @@ def test_workers_booting_together_on_a_new_sqlite_file_all_start(tmp_path: Path)
         ]
         for worker in workers:
             output, _ = worker.communicate(timeout=60)
-            assert worker.returncode == 0, f"round {round_}: a worker failed to create its tables:\n{output.decode()[-2000:]}"
+            assert worker.returncode == 0, (
+                f"round {round_}: a worker failed to create its tables:\n{output.decode()[-2000:]}"
+            )

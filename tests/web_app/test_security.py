@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -33,7 +34,9 @@ def test_login_never_redirects_off_the_site(new_visitor: Callable[[], Visitor], 
     new_visitor().register("heidi")
     form = new_visitor()
     form.refresh_csrf()
-    answer = form.client.post(f"/login?next={target}", data={"name": "heidi", "password": PASSWORD, "csrf_token": form.csrf})
+    answer = form.client.post(
+        f"/login?next={target}", data={"name": "heidi", "password": PASSWORD, "csrf_token": form.csrf}
+    )
     assert answer.status_code == 302
     assert answer.headers["Location"] == "/"
 
@@ -51,7 +54,10 @@ def test_json_login_answers_where_to_go(new_visitor: Callable[[], Visitor]) -> N
 def _counts(app: Flask) -> tuple[int, int]:
     with app.app_context():
         db = get_db()
-        return (db.scalar(select(func.count()).select_from(Message)) or 0, db.scalar(select(func.count()).select_from(Room)) or 0)
+        return (
+            db.scalar(select(func.count()).select_from(Message)) or 0,
+            db.scalar(select(func.count()).select_from(Room)) or 0,
+        )
 
 
 def _raw(member: Visitor, path: str, body: str) -> Any:
@@ -116,7 +122,7 @@ def test_ids_past_any_row_are_4xx_not_500(app: Flask, member: Visitor, method: s
     # SQLite's integers are 64-bit, so there an `after` past the range is just
     # an empty page; what must never happen is a 500.
     assert answer.status_code < 500, answer.get_data(as_text=True)
-    assert answer.status_code == 200 and "after=" in path or answer.json["error"]
+    assert (answer.status_code == 200 and "after=" in path) or answer.json["error"]
     assert _counts(app) == (0, 1)
 
 

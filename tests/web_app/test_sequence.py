@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.servers import ROOT, free_port
-from web_app.models import _make_engine, create_tables, database_url
-from web_app.push import push_keyed
+from web_app.models import _make_engine, database_url
+from web_app.schema import create_tables
 
 from .conftest import Visitor
 from .live import TINY_PNG, HttpUser, LiveServer, make_app
@@ -56,8 +56,9 @@ def test_public_and_private_messages_are_numbered_per_conversation(new_visitor: 
     bob_history = bob.get(f"/rooms/{room}/messages").json["messages"]
     assert [m["content"] for m in bob_history] == ["p1", "to alice 1", "to bob 2", "p2"]
     # An image is a message like any other: the next public seq.
-    upload = bob.post(f"/rooms/{room}/images", data={"file": (io.BytesIO(TINY_PNG), "dot.png")},
-                      content_type="multipart/form-data")
+    upload = bob.post(
+        f"/rooms/{room}/images", data={"file": (io.BytesIO(TINY_PNG), "dot.png")}, content_type="multipart/form-data"
+    )
     assert upload.status_code == 502, upload.json
     assert (upload.json["message"]["kind"], upload.json["message"]["seq"]) == ("image", 3)
 
@@ -113,31 +114,17 @@ def test_a_messages_table_from_before_sequences_gains_them(tmp_path: Path, db_ur
     create_tables(create_engine(url))
     with engine.connect() as conn:
         conn.execute(text("SELECT conversation, seq FROM messages"))
-        names = {row[0] for row in conn.execute(text(
-            "SELECT name FROM sqlite_master WHERE type='index'" if url.startswith("sqlite")
-            else "SELECT indexname FROM pg_indexes WHERE tablename='messages'"
-        ))}
+        names = {
+            row[0]
+            for row in conn.execute(
+                text(
+                    "SELECT name FROM sqlite_master WHERE type='index'"
+                    if url.startswith("sqlite")
+                    else "SELECT indexname FROM pg_indexes WHERE tablename='messages'"
+                )
+            )
+        }
     assert "ix_messages_room_conversation_seq" in names
-
-
-def test_push_keyed_passes_the_key_or_goes_without_it_on_an_older_client() -> None:
-    """The key reaches a push operation that takes it; one that does not is called without; other TypeErrors surface."""
-    calls: list[tuple[Any, ...]] = []
-
-    def keyed(target: str, payload: Any, idempotency_key: str | None = None) -> None:
-        calls.append((target, payload, idempotency_key))
-
-    def older(target: str, payload: Any) -> None:
-        calls.append((target, payload))
-
-    def broken(target: str, payload: Any, idempotency_key: str | None = None) -> None:
-        raise TypeError("something else")
-
-    push_keyed(keyed, "room:1", {"id": 5}, key="msg:5")
-    push_keyed(older, "room:1", {"id": 5}, key="msg:5")
-    assert calls == [("room:1", {"id": 5}, "msg:5"), ("room:1", {"id": 5})]
-    with pytest.raises(TypeError, match="something else"):
-        push_keyed(broken, "room:1", {}, key="msg:1")
 
 
 _UNPUSHED = textwrap.dedent(
@@ -160,7 +147,10 @@ def test_stored_but_not_pushed_is_logged_with_time_and_level(tmp_path: Path) -> 
     """With logging left unconfigured (as under gunicorn), the failed push's line carries a timestamp and ERROR."""
     done = subprocess.run(
         [sys.executable, "-c", _UNPUSHED, str(tmp_path / "instance"), f"http://127.0.0.1:{free_port()}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if "was stored but not pushed" in line]

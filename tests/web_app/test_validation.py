@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -146,7 +147,14 @@ def test_oversized_image_is_refused(instance, new_visitor) -> None:  # type: ign
 
 @pytest.mark.parametrize(
     ("query", "status"),
-    [("after=-1", 400), ("after=abc", 400), ("limit=0", 400), ("limit=201", 400), ("limit=ten", 400), ("after=1e3", 400)],
+    [
+        ("after=-1", 400),
+        ("after=abc", 400),
+        ("limit=0", 400),
+        ("limit=201", 400),
+        ("limit=ten", 400),
+        ("after=1e3", 400),
+    ],
 )
 def test_bad_history_query_is_refused(caller: Visitor, query: str, status: int) -> None:
     """History refuses a negative or non-numeric ``after`` and a ``limit`` outside 1..200."""
@@ -190,7 +198,9 @@ def test_endpoints_need_a_login(visitor: Visitor, method: str, path: str) -> Non
     _assert_json_error(answer, 401)
 
 
-@pytest.mark.parametrize("path", ["/register", "/login", "/logout", "/rooms", "/bind", "/say", "/flush", "/rooms/1/images"])
+@pytest.mark.parametrize(
+    "path", ["/register", "/login", "/logout", "/rooms", "/bind", "/say", "/flush", "/rooms/1/images"]
+)
 def test_state_changes_need_the_csrf_token(caller: Visitor, path: str) -> None:
     """A POST without the CSRF token (or with a forged one) is refused with a 400 JSON error."""
     _assert_json_error(caller.client.post(path, json={}), 400)
