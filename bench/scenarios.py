@@ -407,18 +407,33 @@ def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[
         _require(result, cfg.batch_size, "connect")
         ids = result["client_ids"]
         target = ids[0] if system.kind == "webchat" else "g-none"
-        calls = pusher.calls(cfg.api_seconds, target)
+        server = system.procs[0]
+        # utime + stime tick at 10 ms: measure server CPU over at least a second, so that is ≤ ~5%.
+        cpu_seconds = max(cfg.api_seconds, 1.0)
+        pusher.calls(min(cfg.api_seconds, 0.2), target)  # a first connection and warm code, untimed (as the floor's)
+        before = server.cpu()
+        calls = pusher.calls(cpu_seconds, target)
+        server_cpu = server.cpu() - before
         out["calls_per_s"] = calls["calls"] / calls["seconds"]
         out["client_cpu_us_per_call"] = calls["cpu_seconds"] / calls["calls"] * 1e6
         out["acknowledged"] = system.kind == "webchat"
         if system.kind == "webchat":
+            out["server_cpu_us_per_call"] = server_cpu / calls["calls"] * 1e6
+            # Right after, while the machine's load is the same: the floor, same client loop.
+            floor = _api_floor(system.secret, cpu_seconds, target)
+            out["floor"] = floor
+            if floor["server_cpu_us_per_call"] > 0:
+                out["server_cpu_vs_floor"] = out["server_cpu_us_per_call"] / floor["server_cpu_us_per_call"]
             in_flight = 32
             async_calls = pusher.async_calls(cfg.api_seconds, target, in_flight)
             out["async_calls_per_s"] = async_calls["calls"] / async_calls["seconds"]
             out["async_in_flight"] = in_flight
             out["async_client_cpu_us_per_call"] = async_calls["cpu_seconds"] / async_calls["calls"] * 1e6
-            batched = pusher.batched(cfg.api_seconds, ids, cfg.batch_size)
+            before = server.cpu()
+            batched = pusher.batched(cpu_seconds, ids, cfg.batch_size)
+            server_cpu = server.cpu() - before
             out["batched_ops_per_s"] = batched["ops"] / batched["seconds"]
+            out["server_cpu_us_per_batched_op"] = server_cpu / batched["ops"] * 1e6
             out["batch_size"] = cfg.batch_size
         else:
             out["note"] = (
@@ -426,6 +441,33 @@ def run_api_rate(system_factory: Callable[[], Any], cfg: Config, log: Callable[[
                 "server; python-socketio has no batch call"
             )
     return out
+
+
+def _api_floor(secret: str, seconds: float, client_id: str) -> dict[str, Any]:
+    """Item 4's floor: bench.floor_api (a fixed body) started as push_server is, called by the same loop.
+
+    Its process and its pusher get the priority :func:`isolate` gives the
+    server under test and its pusher; CPU is the server process's utime +
+    stime from /proc before and after.
+    """
+    port = free_port()
+    proc = Proc("api-floor", [sys.executable, "-m", "bench.floor_api", "--host", "127.0.0.1", "--port", str(port)])
+    pusher = None
+    try:
+        wait_port(port, proc=proc.popen)
+        pusher = Pusher("webchat", api_url=f"http://127.0.0.1:{port}", secret=secret)
+        prioritize([proc.pid, pusher.pid], FIRST_NICE)
+        pusher.calls(min(seconds, 0.2), client_id)  # a first connection and warm code, untimed
+        before = proc.cpu()
+        calls = pusher.calls(seconds, client_id)
+        server_cpu = proc.cpu() - before
+        return {"calls_per_s": calls["calls"] / calls["seconds"],
+                "server_cpu_us_per_call": server_cpu / calls["calls"] * 1e6,
+                "client_cpu_us_per_call": calls["cpu_seconds"] / calls["calls"] * 1e6}
+    finally:
+        if pusher is not None:
+            pusher.stop()
+        proc.stop()
 
 
 def _flask(app: str, name: str, env: dict[str, str]) -> tuple[Proc, int]:

@@ -53,5 +53,10 @@ def test_quick_run_writes_sane_results(tmp_path: Path) -> None:
     assert _number(results["systems"]["webchat"]["api"]["batched_ops_per_s"])
     assert _number(results["systems"]["webchat"]["api"]["async_calls_per_s"])
     assert _number(results["systems"]["webchat"]["api"]["client_cpu_us_per_call"])
+    api = results["systems"]["webchat"]["api"]
+    # Issue 11's floor: a minimal aiohttp handler in its own process, measured in the same run.
+    assert _number(api["floor"]["calls_per_s"]) and _number(api["floor"]["server_cpu_us_per_call"]), api
+    assert _number(api["server_cpu_us_per_call"]) and _number(api["server_cpu_vs_floor"]), api
+    assert _number(api["server_cpu_us_per_batched_op"]), api
     assert (tmp_path / "quick.md").read_text().startswith("| measurement |")
     assert (tmp_path / "quick.png").stat().st_size > 10_000
