@@ -100,5 +100,18 @@ window.webchat = (function () {
     return typeof target === "string" && /^\/(?![\/\\])[^\\\s\x00-\x1f\x7f]*$/.test(target) ? target : "/";
   }
 
-  return { csrfToken, request, errorMessage, showError, el, safeNext };
+  // How long a page waits before reconnecting its WebSocket: exponential
+  // backoff with full jitter (up to 0.5, 1, 2 ... 15 s). A 1001 close means the
+  // push server is restarting (SIGTERM, a rolling restart) and every page it
+  // held is told at once: the first try is spread over RESTART_SPREAD_MS so ten
+  // thousand pages do not come back in the same instant.
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_CAP_MS = 15000;
+  const RESTART_SPREAD_MS = 5000;
+  function reconnectDelay(attempt, closeCode) {
+    if (attempt === 0 && closeCode === 1001) return Math.random() * RESTART_SPREAD_MS;
+    return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
+  }
+
+  return { csrfToken, request, errorMessage, showError, el, safeNext, reconnectDelay };
 })();

@@ -93,10 +93,9 @@ document.addEventListener("DOMContentLoaded", function () {
         ws.send(JSON.stringify({ type: "pong" }));
       }
     });
-    ws.addEventListener("close", function () {
-      const ceiling = Math.min(15000, 500 * Math.pow(2, attempt));
+    ws.addEventListener("close", function (event) {
+      setTimeout(connect, webchat.reconnectDelay(attempt, event.code));
       attempt += 1;
-      setTimeout(connect, ceiling / 2 + Math.random() * ceiling / 2);
     });
   }
   connect();

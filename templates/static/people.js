@@ -44,7 +44,7 @@ document.addEventListener("DOMContentLoaded", function () {
     render();
   }
 
-  let delay = 500;
+  let attempt = 0;
   function connect() {
     let ws;
     try {
@@ -58,7 +58,7 @@ document.addEventListener("DOMContentLoaded", function () {
       if (!frame || typeof frame !== "object") return;
       if (frame.type === "init") {
         const result = await webchat.request("POST", "/people/watch", { client_id: frame.client_id });
-        if (result.ok) { delay = 500; load(); }
+        if (result.ok) { attempt = 0; load(); }
       } else if (frame.type === "presence" && typeof frame.uid === "string") {
         people.set(frame.uid, frame);
         render();
@@ -66,9 +66,9 @@ document.addEventListener("DOMContentLoaded", function () {
         ws.send(JSON.stringify({ type: "pong" }));
       }
     });
-    ws.addEventListener("close", function () {
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 15000);
+    ws.addEventListener("close", function (event) {
+      setTimeout(connect, webchat.reconnectDelay(attempt, event.code));
+      attempt += 1;
     });
   }
 

@@ -38,8 +38,6 @@ document.addEventListener("DOMContentLoaded", function () {
   const membersStale = document.getElementById("members-stale");
   const myName = body.dataset.uname;
 
-  const BACKOFF_BASE_MS = 500;
-  const BACKOFF_CAP_MS = 15000;
 
   const rendered = new Map(); // message id → its <li>
   let maxShown = 0; // the highest message id in the list (for placing the others)
@@ -230,19 +228,16 @@ document.addEventListener("DOMContentLoaded", function () {
       try { frame = JSON.parse(event.data); } catch (err) { return; }
       if (frame && typeof frame === "object") handleFrame(ws, frame);
     });
-    ws.addEventListener("close", function () {
+    ws.addEventListener("close", function (event) {
       if (socket !== ws) return;
       socket = null;
       if (stopped) return;
-      scheduleReconnect();
+      scheduleReconnect(event.code);
     });
   }
 
-  function scheduleReconnect() {
-    // Exponential backoff with jitter, so a restarted push server is not hit by
-    // every page at the same instant.
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+  function scheduleReconnect(code) {
+    const delay = webchat.reconnectDelay(attempt, code);
     attempt += 1;
     setStatus("offline", "Offline · retrying in " + Math.ceil(delay / 1000) + " s");
     reconnectTimer = setTimeout(function () { reconnectTimer = null; connect(); }, delay);
