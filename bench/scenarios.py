@@ -461,9 +461,11 @@ def _api_floor(secret: str, seconds: float, client_id: str) -> dict[str, Any]:
         before = proc.cpu()
         calls = pusher.calls(seconds, client_id)
         server_cpu = proc.cpu() - before
-        return {"calls_per_s": calls["calls"] / calls["seconds"],
-                "server_cpu_us_per_call": server_cpu / calls["calls"] * 1e6,
-                "client_cpu_us_per_call": calls["cpu_seconds"] / calls["calls"] * 1e6}
+        return {
+            "calls_per_s": calls["calls"] / calls["seconds"],
+            "server_cpu_us_per_call": server_cpu / calls["calls"] * 1e6,
+            "client_cpu_us_per_call": calls["cpu_seconds"] / calls["calls"] * 1e6,
+        }
     finally:
         if pusher is not None:
             pusher.stop()

@@ -37,11 +37,9 @@ _CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_PROTOCOL_ERROR: Final = 1002
-CLOSE_UNSUPPORTED_DATA: Final = 1003
 CLOSE_INVALID_DATA: Final = 1007
 CLOSE_POLICY_VIOLATION: Final = 1008
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
-CLOSE_INTERNAL_ERROR: Final = 1011
 CLOSE_TRY_AGAIN_LATER: Final = 1013
 
 #: Close codes a peer may send (RFC 6455 §7.4 and the IANA registry: 1012-1014
@@ -77,11 +75,6 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
     if length < 0x10000:
         return _pack_short(0x80 | opcode, 126, length) + payload
     return _pack_long(0x80 | opcode, 127, length) + payload
-
-
-def encode_text(text: str) -> bytes:
-    """A text frame."""
-    return encode_frame(OP_TEXT, text.encode())
 
 
 def encode_json(value: Any) -> bytes:

@@ -10,7 +10,9 @@ from .test_chat_page import enter_room
 SAMPLES = 400
 
 
-def test_reconnects_after_a_restart_are_spread_over_seconds_and_backoff_is_jittered(windows: Windows, live: Live) -> None:
+def test_reconnects_after_a_restart_are_spread_over_seconds_and_backoff_is_jittered(
+    windows: Windows, live: Live
+) -> None:
     """After 1001 the first try is spread over 5 s; other drops back off with full jitter up to 15 s."""
     page = windows.open("erin")
     enter_room(page, live, live.user("owner").create_room("reconnects"))

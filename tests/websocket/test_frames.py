@@ -50,10 +50,10 @@ def test_encode_frame_picks_the_shortest_length_form(size: int) -> None:
     assert len(encoded) - size == (2 if size < 126 else 4 if size < 65536 else 10)
 
 
-def test_encode_text_and_json() -> None:
-    """Text and JSON frames carry UTF-8, JSON compact and unescaped."""
-    assert frames.encode_text("é") == b"\x81\x02\xc3\xa9"
-    assert frames.encode_json({"a": "é", "b": 1}) == frames.encode_text('{"a":"é","b":1}')
+def test_encode_json() -> None:
+    """A JSON frame is a text frame of compact, unescaped UTF-8 JSON."""
+    assert frames.encode_json("é") == b"\x81\x04\x22\xc3\xa9\x22"
+    assert frames.encode_json({"a": "é", "b": 1}) == frames.encode_frame(frames.OP_TEXT, '{"a":"é","b":1}'.encode())
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
