@@ -62,7 +62,8 @@ class Events:
         self._ids = IdMaker()
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch: str | None = None
-        #: This node's uids and groups when Redis last confirmed the current epoch.
+        #: This node's uids and groups when Redis last confirmed the current epoch
+        #: with nothing left in the outbox (after each drain, and every EPOCH_EVERY).
         self._confirmed: tuple[set[str], set[str]] = (set(), set())
         #: Events the queue refused (full) or the outbox could not hold, since start.
         self.dropped = 0
