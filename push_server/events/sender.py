@@ -102,6 +102,9 @@ class Sender:
                     await asyncio.sleep(FOLLOWER_POLL)
                     continue
                 if not batch:
+                    # Read just now and empty: exact, whereas the last depth
+                    # read may predate the final ack by up to a second.
+                    self.depth = 0
                     await self._idle()
                     continue
                 if await self._deliver(batch, ttl):

@@ -62,7 +62,8 @@ class Events:
         self._ids = IdMaker()
         self._tasks: list[asyncio.Task[None]] = []
         self._epoch: str | None = None
-        #: This node's uids and groups when Redis last confirmed the current epoch.
+        #: This node's uids and groups when Redis last confirmed the current epoch
+        #: with nothing left in the outbox (after each drain, and every EPOCH_EVERY).
         self._confirmed: tuple[set[str], set[str]] = (set(), set())
         #: Events the queue refused (full) or the outbox could not hold, since start.
         self.dropped = 0
@@ -179,6 +180,8 @@ class Events:
 
     async def _drain(self) -> None:
         outbox = self._outbox
+        if not outbox:
+            return
         while outbox:
             steps = list(itertools.islice(outbox, DRAIN_MAX))
             results = await self.store.run_steps([(step.op, step.args, step.retried) for step in steps])
@@ -186,6 +189,10 @@ class Events:
             for counts in results:
                 outbox.popleft()
                 self._counted(counts)
+        # Confirm at once what was just recorded: given back only once
+        # confirmed, a uid bound less than EPOCH_EVERY before a Redis restart
+        # would otherwise be told online a second time by the next bind.
+        await self._check_epoch()
 
     async def _check_epoch(self) -> None:
         """Give a new Redis incarnation (first start, or restarted empty) this node's state, silently."""
@@ -194,10 +201,14 @@ class Events:
             return
         # Taken before asking: if Redis answers with the epoch we know, this
         # state predates any restart, so it is what the app was told about.
+        # Only with the outbox empty: a change still in it is not recorded
+        # (not told), so it must not be given back silently.
+        recorded = not self._outbox
         snapshot = (set(self.state.uids), set(self.state.groups))
         epoch = await epoch_of(self._epoch is not None)
         if epoch == self._epoch:
-            self._confirmed = snapshot
+            if recorded:
+                self._confirmed = snapshot
             return
         # A new incarnation: give it the state last confirmed under the old
         # one. What was bound after the restart is not in it, so it is told
