@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from push_server.__main__ import new_event_loop, parse_args
+from push_server.__main__ import parse_args
 from push_server.backends.memory import MemoryBackend
 from push_server.config import from_env
+from push_server.serve import new_event_loop
 from push_server.websocket import frames
 from push_server.websocket.connections import Connections
 from push_server.websocket.listener import ClientConnection, ListenerContext
