@@ -41,6 +41,7 @@ _HELP = {
     "batch_slice_seconds": "event-loop time a batch works for before letting others run (default 0.005)",
     "max_message_fragments": "frames in one fragmented message a browser may send (default 100)",
     "handshake_timeout": "seconds from accept within which the WebSocket handshake must complete (default 10)",
+    "close_timeout": "seconds a connection the server closes has to close its side before it is dropped (default 5)",
     "token_max_ttl": "longest lifetime in seconds a handshake token may claim (default 86400)",
     "max_connections": "WebSockets this node holds; past it handshakes get 503 (default: open-files limit minus a reserve)",
     "max_connections_per_ip": "WebSockets one address may hold; 0 is no limit, e.g. behind a proxy (default 1000)",

@@ -35,6 +35,9 @@ class Config:
     #: A connection that has not finished its handshake this long after it was
     #: accepted is dropped (a deadline: a client dribbling bytes gains nothing).
     handshake_timeout: float = 10.0
+    #: A connection we close (a kick, a protocol error, a drain) gets this long to
+    #: close its side after our close frame before it is dropped.
+    close_timeout: float = 5.0
     #: Largest frame (or reassembled message) a browser may send: it only sends pongs.
     max_frame_bytes: int = 64 * 1024
     #: Frames in one fragmented message (its first frame and every continuation,
@@ -102,8 +105,8 @@ class Config:
             raise ConfigError("heartbeat timeout must be longer than the heartbeat interval (both > 0)")
         if self.body_read_timeout <= 0 or self.idempotency_window <= 0 or self.batch_slice_seconds <= 0:
             raise ConfigError("body read timeout, idempotency window and batch slice must be positive")
-        if self.handshake_timeout <= 0:
-            raise ConfigError("handshake timeout must be positive")
+        if self.handshake_timeout <= 0 or self.close_timeout <= 0:
+            raise ConfigError("handshake and close timeouts must be positive")
         if self.max_frame_bytes < 125 or self.max_message_fragments < 1:
             raise ConfigError("max frame bytes must be at least 125 and max message fragments at least 1")
         if self.token_max_ttl <= 0:
@@ -156,6 +159,7 @@ ENVIRONMENT: Mapping[str, tuple[str, type]] = {
     "PUSH_BATCH_SLICE_SECONDS": ("batch_slice_seconds", float),
     "PUSH_MAX_MESSAGE_FRAGMENTS": ("max_message_fragments", int),
     "PUSH_HANDSHAKE_TIMEOUT": ("handshake_timeout", float),
+    "PUSH_CLOSE_TIMEOUT": ("close_timeout", float),
     "PUSH_TOKEN_MAX_TTL": ("token_max_ttl", float),
     "PUSH_MAX_CONNECTIONS": ("max_connections", int),
     "PUSH_MAX_CONNECTIONS_PER_IP": ("max_connections_per_ip", int),

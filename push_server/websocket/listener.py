@@ -336,9 +336,10 @@ class ClientConnection(MessageReader, asyncio.Protocol):
 
     def close_received(self, code: int | None, reason: str) -> None:
         # Echo the (valid) code, or 1000 for a close without one (RFC 6455
-        # §5.5.1); then the transport closes. An invalid close never gets here:
-        # the reader raised 1002 or 1007 for it.
-        self.close(frames.CLOSE_NORMAL if code is None else code)
+        # §5.5.1); then the transport closes: the handshake is complete, and the
+        # server closes the TCP connection first (§7.1.1). An invalid close never
+        # gets here: the reader raised 1002 or 1007 for it.
+        self.close(frames.CLOSE_NORMAL if code is None else code, echo=True)
 
     def message_received(self, opcode: int, payload: bytes) -> None:
         # Browsers talk to the business app over HTTP, not here: a message (a
@@ -364,18 +365,31 @@ class ClientConnection(MessageReader, asyncio.Protocol):
             transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
         transport.write(data)
 
-    def close(self, code: int = frames.CLOSE_NORMAL, reason: str = "", frame: bytes | None = None) -> None:
-        """Send ``frame`` (if any) and a close frame, then close the connection."""
-        if self.state >= _CLOSING or self.transport is None:
+    def close(self, code: int = frames.CLOSE_NORMAL, reason: str = "", frame: bytes | None = None, echo: bool = False) -> None:
+        """Send ``frame`` (if any) and a close frame, then close the connection.
+
+        ``echo`` answers the client's own close: the TCP connection closes at
+        once. A close we start only shuts our side (FIN after the close frame)
+        and waits, up to ``PUSH_CLOSE_TIMEOUT``, for the client to close its
+        side, discarding what it still sends. Closing at once would throw away
+        unread bytes the client is still sending (a 1 MiB frame refused with
+        1009), and the kernel answers those with a reset that can destroy our
+        close frame in the client's buffer before it reads the code.
+        """
+        transport = self.transport
+        if self.state >= _CLOSING or transport is None:
             return
         if self.state == _HANDSHAKE:
-            self.transport.close()
+            transport.close()
             self.state = _CLOSING
             return
         self.state = _CLOSING
         self._write_now((frame or b"") + frames.encode_close(code, reason))
-        if self.transport is not None:
-            self.transport.close()
+        if echo or transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.context.loop.call_later(self.context.config.close_timeout, self.abort)
 
     def abort(self) -> None:
         """Drop the connection at once, without a close handshake."""

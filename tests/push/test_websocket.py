@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import select
@@ -261,6 +262,26 @@ def test_oversized_frame_closes_with_1009(server: PushServerProcess) -> None:
     sock, _ = raw_handshake(server.ws_port)
     init_of(sock)
     sock.sendall(masked_frame(0x1, b"x" * 5000))
+    assert close_code(sock) == 1009
+
+
+def test_refused_frame_still_being_sent_gets_its_close_code(server: PushServerProcess) -> None:
+    """A client still sending a refused 1 MiB frame reads the 1009, not a reset.
+
+    The server half-closes and discards the rest; closing outright would leave
+    unread bytes, and the kernel's reset then destroys the close frame in the
+    client's buffer (what Autobahn's case 9.1.3 saw now and then).
+    """
+    sock, _ = raw_handshake(server.ws_port)
+    init_of(sock)
+    frame = masked_frame(0x1, b"x" * (1 << 20))
+    sent = 0
+    with contextlib.suppress(OSError):
+        for start in range(0, len(frame), 65536):
+            sent += sock.send(frame[start : start + 65536])
+            time.sleep(0.002)
+    assert sent == len(frame), "the server stopped reading before the client finished"
+    time.sleep(0.2)  # the rest arrives after the server decided
     assert close_code(sock) == 1009
 
 
