@@ -365,7 +365,9 @@ class ClientConnection(MessageReader, asyncio.Protocol):
             transport.write(pending if isinstance(pending, bytes) else b"".join(pending))
         transport.write(data)
 
-    def close(self, code: int = frames.CLOSE_NORMAL, reason: str = "", frame: bytes | None = None, echo: bool = False) -> None:
+    def close(
+        self, code: int = frames.CLOSE_NORMAL, reason: str = "", frame: bytes | None = None, echo: bool = False
+    ) -> None:
         """Send ``frame`` (if any) and a close frame, then close the connection.
 
         ``echo`` answers the client's own close: the TCP connection closes at
