@@ -12,16 +12,24 @@ tries again later). Sockets beyond the node limit plus half the reserve are
 not even read: they are dropped at accept, so a flood of sockets that never
 send a request cannot eat the reserve before the handshake deadline reaps them.
 
-Refusals are logged at most once a second (with how many since the last
-line), so a flood cannot flood the log too.
+Whatever the settings, a socket is also dropped at accept when fewer than
+``FD_RESERVE`` descriptors would be left under the *live* open-files limit
+(which ``prlimit`` can lower at run time, or a setting can exceed): without
+it the accept itself hits EMFILE, uvloop then closes waiting connections
+without a word, asyncio stops accepting for a second, and the API and Redis
+are starved too.
+
+Refusals are logged at most once a second, with how many since the last
+line; the last refusals of a burst get their line a second later, so the
+counts in the log add up to every refusal, and a flood cannot flood the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import sys
-import time
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,8 @@ log = logging.getLogger(__name__)
 MIN_RESERVE = 256
 #: ...or this share of the open-files limit, whichever is more.
 RESERVE_SHARE = 0.1
+#: Descriptors always left free under the live open-files limit, whatever the settings.
+FD_RESERVE = 128
 
 
 def raise_open_files_limit() -> int:
@@ -56,7 +66,7 @@ def default_max_connections(open_files: int) -> int:
 class ConnectionLimits:
     """Counts this node's sockets and WebSockets, in total and by address, and says which to refuse."""
 
-    __slots__ = ("_last_log", "_refused", "by_ip", "hard_total", "max_per_ip", "max_total", "open", "sockets")
+    __slots__ = ("_refused", "_report", "by_ip", "hard_total", "max_per_ip", "max_total", "open", "sockets")
 
     def __init__(self, max_total: int, max_per_ip: int) -> None:
         #: 0 means "derive from the open-files limit".
@@ -72,13 +82,18 @@ class ConnectionLimits:
         #: WebSockets whose handshake was accepted, in total and by address.
         self.open = 0
         self.by_ip: dict[str, int] = {}
-        self._refused = 0
-        self._last_log = 0.0
+        #: Refusals since the last log line, by limit; the timer that writes the next line.
+        self._refused: dict[str, int] = {}
+        self._report: asyncio.TimerHandle | None = None
 
     def opened(self, peername: object) -> str | None:
         """Count a new socket by its ``peername``; its address, or None to drop it at once."""
         if self.sockets >= self.hard_total:
             self._note_refusal("node")
+            return None
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and self.sockets >= soft - FD_RESERVE:
+            self._note_refusal("open_files")
             return None
         self.sockets += 1
         # Interned: connections from one address share one string, not one each.
@@ -115,15 +130,31 @@ class ConnectionLimits:
         from .. import metrics
 
         metrics.CONNECTIONS_REFUSED.labels(limit=limit).inc()
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._last_log >= 1.0:
+        self._refused[limit] = self._refused.get(limit, 0) + 1
+        if self._report is None:
+            self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        """Log the refusals since the last line (if any), and look again in a second."""
+        if not self._refused:
+            self._report = None
+            return
+        files = self._refused.pop("open_files", 0)
+        if files:
+            log.warning(
+                "open-files limit: refused %d WebSocket connection(s) (%d open; RLIMIT_NOFILE %d, %d kept free); raise LimitNOFILE / ulimit -n",
+                files,
+                self.sockets,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                FD_RESERVE,
+            )
+        if self._refused:
             log.warning(
                 "connection limit reached (%d open, node limit %d, per address %s): refused %d connection(s) since the last such line",
                 self.open,
                 self.max_total,
                 self.max_per_ip or "off",
-                self._refused,
+                sum(self._refused.values()),
             )
-            self._last_log = now
-            self._refused = 0
+        self._refused = {}
+        self._report = asyncio.get_running_loop().call_later(1.0, self._log_refusals)

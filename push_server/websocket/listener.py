@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
@@ -42,15 +41,10 @@ log = logging.getLogger(__name__)
 _HANDSHAKE, _OPENING, _OPEN, _CLOSING, _CLOSED = range(5)
 
 
-#: File descriptors kept free of browsers for the API, Redis and logs: past
-#: ``RLIMIT_NOFILE`` minus this, new WebSocket connections are refused at once.
-FD_RESERVE = 128
-
-
 class ListenerContext:
     """What every connection of one listener shares (one reference per connection)."""
 
-    __slots__ = ("_refusal_report", "allowed_origins", "backend", "config", "connections", "limits", "loop", "refused")
+    __slots__ = ("allowed_origins", "backend", "config", "connections", "limits", "loop")
 
     def __init__(self, config: Config, backend: Backend, connections: Connections) -> None:
         self.config = config
@@ -58,43 +52,8 @@ class ListenerContext:
         self.connections = connections
         self.loop = asyncio.get_running_loop()
         self.allowed_origins = frozenset(config.allowed_origins)
-        #: Connections refused at the open-files limit since the last log line.
-        self.refused = 0
-        self._refusal_report: asyncio.TimerHandle | None = None
-        #: The node's and each address's connection limits (the open-files cap above is the backstop).
+        #: The node's and each address's connection limits, and the open-files backstop.
         self.limits = ConnectionLimits(config.max_connections, config.max_connections_per_ip)
-
-    def at_fd_limit(self) -> bool:
-        """Whether one more browser would leave fewer than FD_RESERVE descriptors free.
-
-        Without this cap the accept itself hits EMFILE: uvloop (libuv) then
-        accepts and closes the waiting connections without a word, asyncio
-        stops accepting for a second, and either way the API and Redis are
-        starved of descriptors too.
-        """
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        return soft != resource.RLIM_INFINITY and len(self.connections.accepted) >= soft - FD_RESERVE
-
-    def note_refusal(self) -> None:
-        """Count one refused connection; say so in the log at most once a second."""
-        self.refused += 1
-        if self._refusal_report is None:
-            self._report_refusals()
-
-    def _report_refusals(self) -> None:
-        if not self.refused:
-            self._refusal_report = None
-            return
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        log.warning(
-            "open-files limit: refused %d WebSocket connection(s) (%d open; RLIMIT_NOFILE %d, %d kept free); raise LimitNOFILE / ulimit -n",
-            self.refused,
-            len(self.connections.accepted),
-            soft,
-            FD_RESERVE,
-        )
-        self.refused = 0
-        self._refusal_report = self.loop.call_later(1.0, self._report_refusals)
 
 
 class ClientConnection(MessageReader, asyncio.Protocol):
@@ -138,20 +97,15 @@ class ClientConnection(MessageReader, asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         context = self.context
-        if context.at_fd_limit():
-            context.note_refusal()
-            self.state = _CLOSING
+        self.ip = context.limits.opened(transport.get_extra_info("peername"))
+        if self.ip is None:  # far over the node limit, or out of descriptors: not even read
+            self.state = _CLOSED
             transport.abort()
             return
         self.last_seen = self.window_start = context.loop.time()
         # The transport buffers what the kernel cannot take yet; past this bound
         # pause_writing() fires and the client is dropped as a slow consumer.
         transport.set_write_buffer_limits(high=context.config.max_pending_bytes)
-        self.ip = context.limits.opened(transport.get_extra_info("peername"))
-        if self.ip is None:  # far over the node limit: not even read
-            self.state = _CLOSED
-            transport.abort()
-            return
         context.connections.accepted.add(self)
 
     def data_received(self, data: bytes) -> None:

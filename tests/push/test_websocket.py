@@ -499,7 +499,7 @@ def test_open_files_limit_refusals_are_logged(make_push_server: Any) -> None:
     import os
     import resource
 
-    from push_server.websocket.listener import FD_RESERVE
+    from push_server.websocket.limits import FD_RESERVE
 
     server = make_push_server().start()
     assert server.process is not None
