@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, redirect, request, url_for
+from flask.sessions import SessionMixin
 from flask.typing import ResponseReturnValue
 from flask_session import Session
 from flask_wtf.csrf import CSRFProtect
@@ -181,6 +182,35 @@ def _init_sessions(app: Flask) -> None:
             os.path.join(app.instance_path, "sessions"), threshold=10000, mode=0o600
         )
     Session(app)
+    if app.config.get("REDIS_URL"):
+        _keep_answers_over_a_lost_refresh(app)
+
+
+def _keep_answers_over_a_lost_refresh(app: Flask) -> None:
+    """Redis failing as an unchanged session is written back must not turn a done request into a 500.
+
+    Every request writes its session back (to extend its lifetime), after the
+    view has done its work. If Redis fails just then (a Sentinel failover), the
+    message is stored and pushed: a 500 would tell the page it was not, and the
+    person would send it again, a second copy. The session did not change, so
+    only the extension is lost, and the next request makes it. A session the
+    request changed (a login, a logout, a new CSRF token) still fails it: that
+    answer is only true once the session is saved.
+    """
+    import redis
+
+    interface = app.session_interface
+    save = interface.save_session
+
+    def save_session(app: Flask, session: SessionMixin, response: Response) -> None:
+        try:
+            save(app, session, response)
+        except redis.RedisError as exc:
+            if session.modified:
+                raise
+            log.warning("session store (Redis) unavailable: this session's lifetime was not extended: %s", exc)
+
+    interface.save_session = save_session  # type: ignore[method-assign]
 
 
 def _security_headers(response: Response) -> Response:

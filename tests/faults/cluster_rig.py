@@ -68,20 +68,31 @@ def cluster(
 ) -> Iterator[tuple[RedisServer, list[PushServerProcess]]]:
     """A redis-server and ``nodes`` push_server nodes on it, all stopped afterwards."""
     redis = RedisServer().start()
+    try:
+        with started_nodes(redis.url, nodes, *flags, node_timeout=node_timeout) as servers:
+            yield redis, servers
+    finally:
+        redis.stop()
+
+
+@contextlib.contextmanager
+def started_nodes(
+    redis_url: str, nodes: int, *flags: str, node_timeout: float = 10.0
+) -> Iterator[list[PushServerProcess]]:
+    """``nodes`` push_server nodes on ``redis_url`` (any form: a Sentinel URL too), started together, stopped afterwards."""
     servers = [
         PushServerProcess(
-            "--redis-url", redis.url, "--redis-prefix", "faults:", "--node-timeout", str(node_timeout), *flags
+            "--redis-url", redis_url, "--redis-prefix", "faults:", "--node-timeout", str(node_timeout), *flags
         )
         for _ in range(nodes)
     ]
     try:
         with concurrent.futures.ThreadPoolExecutor(nodes) as pool:
             list(pool.map(lambda server: server.start(), servers))
-        yield redis, servers
+        yield servers
     finally:
         for server in servers:
             server.stop()
-        redis.stop()
 
 
 async def open_pages(session: aiohttp.ClientSession, servers: list[PushServerProcess], count: int) -> list[Page]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-__all__ = ["Delivery", "Page", "tally", "until", "visible"]
+__all__ = ["Delivery", "NotStored", "Page", "tally", "until", "visible"]
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -32,6 +32,14 @@ IDLE_ROUNDS = 3
 # Shorter than the page's (0.5 s doubling to 15 s) so a restart is waited out quickly.
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 1.0
+
+
+class NotStored(AssertionError):
+    """/say refused and stored nothing (room.js shows the error and keeps the text in the composer)."""
+
+    def __init__(self, status: int, data: Any) -> None:
+        super().__init__(f"/say answered {status}: {data}")
+        self.status = status
 
 
 class _Stream:
@@ -224,6 +232,15 @@ class Page:
                 raise RuntimeError(f"history answered {answer.status}")
             return (await answer.json())["messages"]  # type: ignore[no-any-return]
 
+    async def history(self) -> list[dict[str, Any]]:
+        """Every message of the room this page may see, as stored (``after=`` page by page)."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = await self._history(self.room_id, f"after={messages[-1]['id'] if messages else 0}&limit={PAGE}")
+            messages.extend(batch)
+            if len(batch) < PAGE:
+                return messages
+
     async def open(self, room_id: int) -> None:
         """Load the latest history, then keep a socket open (room.js's loadRecent().then(connect))."""
 
@@ -299,7 +316,7 @@ class Page:
             self.delivery.receive(data["message"])
             self.delivery.catch_up()
         else:
-            raise AssertionError(f"/say answered {status}: {data}")
+            raise NotStored(status, data)
         return status, data["message"]
 
     @property

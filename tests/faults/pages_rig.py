@@ -28,7 +28,7 @@ from typing import Any
 from ..servers import TIMEOUT, PushServerProcess, RedisServer, free_port
 from ..web_app.live import Live
 from .cluster_rig import cluster, until_whole
-from .page import Page, tally, until, visible
+from .page import NotStored, Page, tally, until, visible
 
 #: Pages wait out an outage, their reconnect backoff and the catch-ups.
 SETTLE = TIMEOUT * 4
@@ -101,8 +101,8 @@ class RedisLink:
 
 
 @contextlib.contextmanager
-def web_app(api_node: PushServerProcess) -> Iterator[Live]:
-    """The web app (SQLite in a temporary folder), its push_client pointed at ``api_node``."""
+def web_app(api_node: PushServerProcess, **config: Any) -> Iterator[Live]:
+    """The web app (SQLite in a temporary folder), its push_client pointed at ``api_node``; ``config``: more settings."""
     with (
         tempfile.TemporaryDirectory(prefix="webchat-faults-") as folder,
         Live(
@@ -112,6 +112,7 @@ def web_app(api_node: PushServerProcess) -> Iterator[Live]:
             None,
             RATE_LIMIT_REGISTRATIONS="off",
             RATE_LIMIT_POSTS="off",
+            **config,
         ) as live,
     ):
         yield live
@@ -138,15 +139,23 @@ async def open_room(live: Live, servers: list[PushServerProcess], count: int) ->
 
 
 class Posters:
-    """Pages posting through the web app until stopped: every third message private to a page on another node."""
+    """Pages posting through the web app until stopped: every third message private to a page on another node.
 
-    def __init__(self, posters: list[Page], everyone: list[Page], interval: float) -> None:
+    ``resend``: a /say that stored nothing (say a 500 while the web app's own
+    Redis fails over) is sent again after ``interval``, as a person does with
+    the text room.js keeps in the composer; otherwise it fails the poster.
+    """
+
+    def __init__(self, posters: list[Page], everyone: list[Page], interval: float, resend: bool = False) -> None:
         self.posters = posters
         self.everyone = everyone
         self.interval = interval
+        self.resend = resend
         self.said: list[dict[str, Any]] = []
         #: Message id → the status /say answered (201, or 502 "stored, not pushed").
         self.status_of: dict[int, int] = {}
+        #: Status → how many /say answers stored nothing (and were sent again).
+        self.not_stored: Counter[int] = Counter()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -160,10 +169,16 @@ class Posters:
         while not self._stop.is_set():
             # Page place+1 is on the next node: private messages cross nodes.
             to = self.everyone[(place + 1) % len(self.everyone)].uid if number % 3 == 2 else None
-            status, message = await page.say(f"{page.name} {number}", to_uid=to)
-            self.status_of[message["id"]] = status
-            self.said.append(message)
-            number += 1
+            try:
+                status, message = await page.say(f"{page.name} {number}", to_uid=to)
+            except NotStored as refused:
+                if not self.resend:
+                    raise
+                self.not_stored[refused.status] += 1
+            else:
+                self.status_of[message["id"]] = status
+                self.said.append(message)
+                number += 1
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
 
@@ -183,7 +198,8 @@ class Posters:
         await asyncio.gather(*self._tasks)
 
 
-def _figures(pages: list[Page], posting: Posters, counted: dict[str, int], **extra: Any) -> dict[str, Any]:
+def figures(pages: list[Page], posting: Posters, counted: dict[str, int], **extra: Any) -> dict[str, Any]:
+    """The figures every scenario reports: the tally, the /say answers, pushes missed, pages that reconnected."""
     return {
         **counted,
         "pages": len(pages),
@@ -217,7 +233,7 @@ async def redis_restarted_empty(
             told = sum(
                 1 for page in opened if page.resyncs[:1] == ["redis_lost"] and page.resyncs[-1:] == ["redis_restored"]
             )
-            return _figures(
+            return figures(
                 opened,
                 posting,
                 counted,
@@ -285,7 +301,7 @@ async def node_cut_from_redis(
                 finally:
                     await posting.finish()
                 counted = await tally(opened, posting.said, SETTLE)
-                return _figures(
+                return figures(
                     opened,
                     posting,
                     counted,

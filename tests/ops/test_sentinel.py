@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,98 +12,17 @@ import requests
 
 import webchat_redis
 
-from ..servers import TIMEOUT, PushServerProcess, free_port, wait_for_port
+from ..sentinel import SentinelSetup, started_sentinel
+from ..servers import TIMEOUT, PushServerProcess
 from ..ws_client import Browser
 from .conftest import wait_until
-
-SERVICE = "webchat"
-
-
-class SentinelSetup:
-    """A master, a replica and one sentinel (quorum 1) on free ports, all real processes."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="webchat-sentinel-"))
-        self.master_port, self.replica_port, self.sentinel_port = free_port(), free_port(), free_port()
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def url(self) -> str:
-        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{SERVICE}/0"
-
-    def _redis(self, name: str, port: int, *extra: str) -> None:
-        self.processes[name] = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                *extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(port, process=self.processes[name])
-
-    def start(self) -> SentinelSetup:
-        self._redis("master", self.master_port)
-        self._redis("replica", self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
-        replica = redis.Redis(port=self.replica_port)
-        wait_until(
-            lambda: replica.info("replication")["master_link_status"] == "up",
-            timeout=TIMEOUT * 4,
-            what="replica linked",
-        )
-        config = self.dir / "sentinel.conf"
-        config.write_text(
-            f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.dir}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self.master_port} 1\n"
-            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-            f"sentinel failover-timeout {SERVICE} 5000\n"
-        )
-        self.processes["sentinel"] = subprocess.Popen(
-            ["redis-sentinel", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_for_port(self.sentinel_port, process=self.processes["sentinel"])
-        sentinel = redis.Redis(port=self.sentinel_port)
-        wait_until(
-            lambda: len(sentinel.sentinel_slaves(SERVICE)) == 1, timeout=TIMEOUT * 4, what="sentinel knows the replica"
-        )
-        return self
-
-    def master_port_now(self) -> int:
-        _, port = redis.Redis(port=self.sentinel_port).sentinel_get_master_addr_by_name(SERVICE)
-        return int(port)
-
-    def kill(self, name: str) -> None:
-        self.processes[name].kill()
-        self.processes[name].wait(TIMEOUT)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait(TIMEOUT)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
 def sentinel() -> Iterator[SentinelSetup]:
     """A Sentinel-managed Redis of the test's own."""
-    if shutil.which("redis-sentinel") is None or shutil.which("redis-server") is None:
-        pytest.skip("redis-server and redis-sentinel are not installed (test.sh installs them)")
-    setup = SentinelSetup().start()
-    try:
+    with started_sentinel() as setup:
         yield setup
-    finally:
-        setup.stop()
 
 
 def test_url_client_reaches_the_master(sentinel: SentinelSetup) -> None:

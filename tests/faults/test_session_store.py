@@ -1,0 +1,75 @@
+"""The web app's session store (REDIS_URL) dying mid-request: a stored message is answered as stored, never as a 500.
+
+In a Sentinel failover the master can die after a request read its session and
+before the session's refreshed lifetime is written back. Answering that /say
+500 tells the page the message was not sent while it is stored (and pushed):
+room.js keeps the text and the person sends it again, a second copy. Counted
+end to end by test_deploy_pages.py (``stored_unanswered``); here the moment is
+hit for sure: the real redis-server is killed by an after-request hook, once
+the view is done and before the session is saved.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import request
+
+from ..servers import PushServerProcess, started_redis
+from ..web_app.live import make_app
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+@pytest.mark.parametrize("path", ["/say", "/login"])
+def test_a_session_store_lost_after_the_view(push_server: PushServerProcess, tmp_path: Path, path: str) -> None:
+    """/say whose session could not be refreshed answers 201 with its message, not 500; a login that could not be saved still fails."""
+    with started_redis() as redis_server:
+        app = make_app(
+            tmp_path / "instance",
+            None,
+            REDIS_URL=redis_server.url,
+            PUSH_API_URL=push_server.api_url,
+            PUSH_SECRET=push_server.secret,
+            # As gunicorn runs it: an error is answered 500 rather than raised into the test.
+            TESTING=False,
+        )
+        armed = {"on": False}
+
+        @app.after_request
+        def kill_the_store(response: Any) -> Any:
+            # After the view, before Flask saves the session: the moment a failover can hit.
+            if armed["on"] and request.method == "POST" and request.path == path:
+                redis_server.stop()
+            return response
+
+        client = app.test_client()
+
+        def csrf() -> str:
+            token = _CSRF_META.search(client.get("/login").get_data(as_text=True))
+            assert token
+            return token.group(1)
+
+        headers = {"X-CSRFToken": csrf(), "Accept": "application/json"}
+        credentials = {"name": "alice", "password": "correct horse battery"}
+        answer = client.post("/register", json=credentials, headers=headers)
+        assert answer.status_code == 200, answer.text
+        headers["X-CSRFToken"] = answer.get_json()["csrf_token"]
+        answer = client.post("/rooms", json={"name": "general"}, headers=headers)
+        assert answer.status_code == 201, answer.text
+        room_id = answer.get_json()["id"]
+
+        armed["on"] = True
+        if path == "/say":
+            answer = client.post("/say", json={"room_id": room_id, "type": "all", "content": "hi"}, headers=headers)
+            assert answer.status_code == 201, answer.text
+            assert answer.get_json()["message"]["content"] == "hi"
+        else:
+            # A login changes the session: if it cannot be saved, the person is not logged in, and must not be told so.
+            client.post("/logout", headers=headers)
+            headers["X-CSRFToken"] = csrf()
+            answer = client.post("/login", json=credentials, headers=headers)
+            assert answer.status_code == 500, answer.text
