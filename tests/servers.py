@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Every wait in the tests scales from this one number (slow CI: raise it).
 TIMEOUT = float(os.environ.get("WEBCHAT_TEST_TIMEOUT", "5"))
+#: Waits for a process to start listening: starting Python and importing aiohttp
+#: is what a busy machine slows most (5 s was missed at a load average of 13), and
+#: a longer wait costs nothing when the port opens early.
+STARTUP_TIMEOUT = TIMEOUT * 3
 
 TEST_SECRET = "test-secret-0123456789abcdef"
 
@@ -36,7 +40,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = TIMEOUT, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT, process: subprocess.Popen[Any] | None = None) -> None:
     """Wait until something accepts connections on ``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

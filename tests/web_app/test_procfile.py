@@ -81,7 +81,7 @@ class Honcho:
 
     def wait_for_web(self) -> None:
         """Wait until a gunicorn worker answers (the master listens before its workers have booted)."""
-        wait_for_port(self.web_port, timeout=TIMEOUT * 3, process=self.process)
+        wait_for_port(self.web_port, process=self.process)
         deadline = time.monotonic() + TIMEOUT * 6
         while True:
             try:
@@ -109,7 +109,7 @@ class Honcho:
 def test_honcho_runs_push_server_and_gunicorn_together(tmp_path: Path) -> None:
     """Both Procfile processes start from .env settings; the web app (under gunicorn) stores and pushes."""
     with Honcho(tmp_path) as honcho:
-        wait_for_port(honcho.api_port, timeout=TIMEOUT * 3, process=honcho.process)
+        wait_for_port(honcho.api_port, process=honcho.process)
         honcho.wait_for_web()
         user = HttpUser(f"http://127.0.0.1:{honcho.web_port}", "procfile").register()
         room_id = user.create_room("from-procfile")
@@ -165,6 +165,6 @@ def test_stopping_the_push_server_leaves_the_web_app_running(tmp_path: Path) -> 
 def test_one_process_alone(tmp_path: Path) -> None:
     """`honcho start push` runs the push server only (the documented way to run or restart one process)."""
     with Honcho(tmp_path, "push") as honcho:
-        wait_for_port(honcho.api_port, timeout=TIMEOUT * 3, process=honcho.process)
+        wait_for_port(honcho.api_port, process=honcho.process)
         _push_server_pid(honcho)
     assert "Listening at" not in honcho.log()
