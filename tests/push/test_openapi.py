@@ -255,15 +255,13 @@ def test_signature_scheme_matches_push_protocol() -> None:
     # Computed here from the document's words alone, then checked by the server's own verifier.
     text = "\n".join((vector["method"], vector["path"], vector["timestamp"], vector["nonce"], vector["body_sha256"]))
     assert hmac.new(vector["secret"].encode(), text.encode(), hashlib.sha256).hexdigest() == vector["signature"]
-    problem = push_protocol.verify_signature(
-        vector["secret"],
-        vector["method"],
-        vector["path"],
-        vector["body_sha256"],
-        vector["timestamp"],
-        vector["nonce"],
-        vector["signature"],
-        now=int(vector["timestamp"]),
+    headers = {
+        push_protocol.HEADER_TIMESTAMP: vector["timestamp"],
+        push_protocol.HEADER_NONCE: vector["nonce"],
+        push_protocol.HEADER_SIGNATURE: vector["signature"],
+    }
+    problem = push_protocol.verify_request(
+        vector["secret"], vector["method"], vector["path"], headers, body, now=int(vector["timestamp"])
     )
     assert problem is None
     for value in (vector["body"], vector["signature"], vector["body_sha256"]):
