@@ -14,6 +14,7 @@ import redis
 import requests
 
 import webchat_redis
+from private_redis import redis_server_argv
 
 from ..servers import TIMEOUT, PushServerProcess, free_port, wait_for_port
 from ..ws_client import Browser
@@ -36,20 +37,7 @@ class SentinelSetup:
 
     def _redis(self, name: str, port: int, *extra: str) -> None:
         self.processes[name] = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                *extra,
-            ],
+            redis_server_argv(port, "--dir", str(self.dir), *extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
