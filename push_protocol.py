@@ -32,7 +32,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 __all__ = [
     "API_PREFIX",
@@ -48,6 +48,7 @@ __all__ = [
     "make_token",
     "operation_path",
     "sign_request",
+    "verify_request",
     "verify_signature",
     "verify_token",
 ]
@@ -189,6 +190,36 @@ def verify_signature(
     if not hmac.compare_digest(expected, signature):
         return "bad signature"
     return None
+
+
+class ReceivedHeaders(Protocol):
+    """Received HTTP headers: aiohttp's, werkzeug's, or a dict keyed exactly as :func:`sign_request` spells them."""
+
+    def get(self, key: str, default: str, /) -> str: ...
+
+
+def verify_request(
+    secret: str, method: str, path: str, headers: ReceivedHeaders, body: bytes, now: float | None = None
+) -> str | None:
+    """Check a received request's signature; return why it is refused, or None if it is good.
+
+    What a receiver of signed requests calls with the request as it arrived:
+    the three signature headers are read from ``headers`` (a missing one is
+    refused as missing) and the body is hashed here. ``path`` is the URL's path
+    without the query string, as it was signed. Like :func:`verify_signature`,
+    which it calls, it remembers no nonces, so a replay passes: a receiver
+    that must refuse replays keeps them itself (see ``push_server.api.auth``).
+    """
+    return verify_signature(
+        secret,
+        method,
+        path,
+        hashlib.sha256(body).hexdigest(),
+        headers.get(HEADER_TIMESTAMP, ""),
+        headers.get(HEADER_NONCE, ""),
+        headers.get(HEADER_SIGNATURE, ""),
+        now,
+    )
 
 
 def encode_message(message: Any) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import sys
 import time
@@ -64,16 +63,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        h = request.headers
-        if push_protocol.verify_signature(
-            SECRET,
-            "POST",
-            request.path,
-            hashlib.sha256(body).hexdigest(),
-            h.get("X-Push-Timestamp", ""),
-            h.get("X-Push-Nonce", ""),
-            h.get("X-Push-Signature", ""),
-        ):
+        if push_protocol.verify_request(SECRET, "POST", request.path, request.headers, body):
             self.bad += 1
             return web.Response(status=401)
         self.ids.update(event["id"] for event in json.loads(body)["events"])

@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from private_redis import redis_server_argv
+
 __all__ = [
     "FIRST_NICE",
     "LAST_NICE",
@@ -212,22 +214,7 @@ def start_redis() -> tuple[Proc, str]:
     if not os.path.exists(binary):
         raise RuntimeError("redis-server is not installed")
     port = free_port()
-    proc = Proc(
-        f"redis-{port}",
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--maxclients",
-            "10000",
-        ],
-    )
+    proc = Proc(f"redis-{port}", redis_server_argv(port, "--maxclients", "10000", binary=binary))
     wait_port(port, proc=proc.popen)
     return proc, f"redis://127.0.0.1:{port}/0"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from private_redis import redis_server_argv
+
 from .servers import TIMEOUT, free_port, wait_for_port
 from .waiting import wait_until
 
@@ -43,20 +45,7 @@ class SentinelSetup:
 
     def _redis(self, name: str, port: int, *extra: str) -> None:
         self.processes[name] = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                *extra,
-            ],
+            redis_server_argv(port, "--dir", str(self.dir), *extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

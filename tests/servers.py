@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from private_redis import redis_server_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Every wait in the tests scales from this one number (slow CI: raise it).
@@ -147,19 +149,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start (again, empty, on the same port)."""
         self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
+            redis_server_argv(self.port, "--dir", self.dir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -117,15 +116,7 @@ def receive_events() -> ResponseReturnValue:
     refused = (
         "PUSH_SECRET is not set"
         if not secret
-        else push_protocol.verify_signature(
-            secret,
-            request.method,
-            request.path,
-            hashlib.sha256(body).hexdigest(),
-            request.headers.get(push_protocol.HEADER_TIMESTAMP, ""),
-            request.headers.get(push_protocol.HEADER_NONCE, ""),
-            request.headers.get(push_protocol.HEADER_SIGNATURE, ""),
-        )
+        else push_protocol.verify_request(secret, request.method, request.path, request.headers, body)
     )
     if refused:
         log.warning("refused events from %s: %s", request.remote_addr, refused)

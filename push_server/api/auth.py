@@ -13,7 +13,6 @@ The nonce store (and the idempotency store, the same mechanism) is a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from typing import Protocol
 
@@ -119,7 +118,7 @@ def nonce_ttl(timestamp: str) -> float:
     That is until ``timestamp + SIGNATURE_WINDOW`` (about 300 s for a request
     sent just now, not a flat 600 s), plus :data:`NONCE_CLOCK_SLACK` for a
     node of the cluster whose clock is behind the one that stored it.
-    ``timestamp`` was checked by verify_signature.
+    ``timestamp`` was checked by verify_request.
     """
     remaining = int(timestamp) + push_protocol.SIGNATURE_WINDOW - time.time()
     return max(1.0, remaining) + NONCE_CLOCK_SLACK
@@ -154,17 +153,14 @@ async def read_signed_body(request: web.Request, config: Config, claims: ClaimSt
         body = content.read_nowait(-1)
         if len(body) > limit:
             raise ApiError(413, ErrorCode.TOO_LARGE, f"body over the {limit}-byte limit")
-        digest = hashlib.sha256(body).hexdigest()
     else:
         try:
-            body, digest = await asyncio.wait_for(_read(request, limit), config.body_read_timeout)
+            body = await asyncio.wait_for(_read(request, limit), config.body_read_timeout)
         except asyncio.TimeoutError:
             raise ApiError(
                 408, ErrorCode.BAD_REQUEST, f"body not received within {config.body_read_timeout:g} s"
             ) from None
-    problem = push_protocol.verify_signature(
-        config.secret, request.method, request.raw_path, digest, timestamp, nonce, signature
-    )
+    problem = push_protocol.verify_request(config.secret, request.method, request.raw_path, headers, body)
     if problem is not None:
         raise _unauthorized(problem)
     if not await claims.claim("nonce:" + nonce, nonce_ttl(timestamp)):
@@ -172,10 +168,9 @@ async def read_signed_body(request: web.Request, config: Config, claims: ClaimSt
     return body
 
 
-async def _read(request: web.Request, cap: int) -> tuple[bytes, str]:
-    """The body (413 past ``cap`` bytes) and its hex SHA-256, hashed as it streams in."""
+async def _read(request: web.Request, cap: int) -> bytes:
+    """The body (413 past ``cap`` bytes)."""
     content = request.content
-    digest = hashlib.sha256()
     chunks: list[bytes] = []
     size = 0
     # A small body has usually arrived whole: at_eof() then saves the read
@@ -187,7 +182,5 @@ async def _read(request: web.Request, cap: int) -> tuple[bytes, str]:
         size += len(chunk)
         if size > cap:
             raise ApiError(413, ErrorCode.TOO_LARGE, f"body over the {cap}-byte limit")
-        digest.update(chunk)
         chunks.append(chunk)
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return body, digest.hexdigest()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -4,7 +4,7 @@
   many per POST when events come fast, one POST soon after a lone event.
 - **Signed** exactly like an API request (``push_protocol.sign_request`` over
   ``POST``, the URL's path and the body), so the app checks it with
-  ``push_protocol.verify_signature``.
+  ``push_protocol.verify_request``.
 - **At least once.** Any 2xx acknowledges the batch (it leaves the queue);
   anything else, or no answer within ``events_timeout``, is retried with capped
   exponential backoff and full jitter. Events are given up only when the

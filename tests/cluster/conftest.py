@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from ..servers import PushServerProcess, RedisServer, started_redis
+from ..waiting import eventually  # noqa: F401 - the suite's tests import it from here
 from ..ws_client import Browser
 
 #: Lease timeout of the tests that kill or freeze a node, so deaths are noticed quickly.
@@ -80,20 +81,3 @@ async def call(server: PushServerProcess, method: str, *args: Any, **kwargs: Any
             return getattr(client, method)(*args, **kwargs)
 
     return await asyncio.to_thread(run)
-
-
-async def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll ``check`` (a coroutine function) until it returns a truthy value, or fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: Any = None
-    while loop.time() < deadline:
-        try:
-            last = await check()
-        except Exception as exc:  # e.g. 503 while a node reconnects
-            last = exc
-        else:
-            if last:
-                return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last result: {last!r}")

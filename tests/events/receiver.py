@@ -8,7 +8,6 @@ id, as an app does) and records any request whose signature does not verify.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -61,15 +60,7 @@ class Receiver:
         async with self._changed:  # tests wait on the count too (wait_for)
             self.requests += 1
             self._changed.notify_all()
-        refused = push_protocol.verify_signature(
-            self.secret,
-            request.method,
-            request.path,
-            hashlib.sha256(body).hexdigest(),
-            request.headers.get(push_protocol.HEADER_TIMESTAMP, ""),
-            request.headers.get(push_protocol.HEADER_NONCE, ""),
-            request.headers.get(push_protocol.HEADER_SIGNATURE, ""),
-        )
+        refused = push_protocol.verify_request(self.secret, request.method, request.path, request.headers, body)
         if refused:
             self.bad_signatures.append(refused)
             return web.json_response({"error": refused}, status=401)

@@ -15,6 +15,7 @@ import pytest
 from push_client import AsyncBatch, AsyncPushClient, PushClient
 
 from ..servers import TIMEOUT, PushServerProcess
+from ..waiting import until
 
 
 async def call(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -48,16 +49,6 @@ async def batch_of(push: Any, **options: Any) -> AsyncIterator[Any]:
             yield batch
             # Sending blocks: it happens in a thread, and __exit__ then finds nothing left to send.
             await asyncio.to_thread(batch.send)
-
-
-async def eventually(check: Any, timeout: float = TIMEOUT) -> Any:
-    """Poll a blocking ``check`` until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(check)
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 # -- connecting ----------------------------------------------------------------------------
@@ -257,7 +248,7 @@ async def test_cluster_wide_lists(fresh_server: Any, browsers: Any) -> None:
     assert await call(push.get_all_uid_count) == 1
     assert await call(push.get_all_group_id_list) == ["g1"]
     await a.close()
-    assert await eventually(lambda: push.get_all_client_count() == 1)
+    await until(lambda: push.get_all_client_count() == 1, what="the closed client to leave the count")
     assert await call(push.get_all_uid_list) == []
 
 

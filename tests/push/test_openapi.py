@@ -1,9 +1,11 @@
 """docs/openapi.yaml against the real server, so the document and the API cannot drift apart.
 
-The document is read as data: its paths must be exactly push_protocol.OPERATIONS
-(plus the batch endpoint), each operation's argument schema must have exactly the
-parameters OPERATIONS names (required and optional alike), every example must be
-accepted by a real push server and every answer must fit the documented schema.
+The document is read as data: its POST paths must be exactly push_protocol.OPERATIONS
+(plus the batch endpoint), its methods and paths exactly the routes the app serves
+(so the unsigned GET /metrics and /healthz too), each operation's argument schema
+must have exactly the parameters OPERATIONS names (required and optional alike),
+every example must be accepted by a real push server and every answer must fit
+the documented schema.
 Malformed bodies of every kind must be refused by the schema *and* by the server,
 with the statuses the document names.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -35,7 +38,8 @@ import push_protocol  # noqa: E402
 from push_protocol import ErrorCode  # noqa: E402
 from push_server.api.auth import NONCE_CLOCK_SLACK  # noqa: E402
 
-from ..servers import ROOT, TIMEOUT, PushServerProcess  # noqa: E402
+from ..servers import ROOT, TEST_SECRET, TIMEOUT, PushServerProcess, started_redis  # noqa: E402
+from ..waiting import wait_until  # noqa: E402
 
 DOC_PATH = ROOT / "docs" / "openapi.yaml"
 DOC: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text(encoding="utf-8"))
@@ -55,6 +59,9 @@ def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> I
 Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
 
 OPERATIONS = list(push_protocol.OPERATIONS)
+
+#: The keys of an OpenAPI path item that are HTTP methods (the others describe the path).
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 #: The schema each parameter name must use: the document's "kinds of argument".
 PARAMETER_KINDS = {
@@ -104,6 +111,14 @@ def schema_of(ref_or_name: str) -> Any:
 def accepts(schema: str, value: Any) -> bool:
     """Whether the document's schema ``schema`` accepts ``value``."""
     return schema_of(schema).is_valid(value)
+
+
+def documented_operations() -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(path, operation)`` for every method of every path in the document."""
+    for path, item in DOC["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, operation
 
 
 def post_of(op: str) -> dict[str, Any]:
@@ -172,13 +187,32 @@ def test_document_is_valid_openapi_3_1() -> None:
     validate(DOC)
 
 
-def test_paths_are_exactly_the_operations_and_batch() -> None:
-    """Every operation in OPERATIONS has its own path, and every path is an operation or the batch."""
-    expected = {push_protocol.operation_path(op) for op in OPERATIONS} | {push_protocol.BATCH_PATH}
-    assert set(DOC["paths"]) == expected
-    for path, item in DOC["paths"].items():
-        assert set(item) == {"post"}, path
-        assert path == push_protocol.operation_path(item["post"]["operationId"])
+def test_posts_are_exactly_the_operations_and_batch() -> None:
+    """Every operation in OPERATIONS has its own POST path, and every POST is an operation or the batch."""
+    posts = {path: item["post"] for path, item in DOC["paths"].items() if "post" in item}
+    assert set(posts) == {push_protocol.operation_path(op) for op in OPERATIONS} | {push_protocol.BATCH_PATH}
+    for path, operation in posts.items():
+        assert path == push_protocol.operation_path(operation["operationId"])
+
+
+def test_documented_routes_are_exactly_the_served_ones() -> None:
+    """The document's methods and paths are the app's routes: the signed POSTs and the unsigned GETs."""
+    from push_server.app import create_app
+    from push_server.config import Config
+
+    app = create_app(Config(secret=TEST_SECRET))
+    served = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource}
+    # aiohttp answers HEAD wherever it answers GET (the document says so in words);
+    # the API's catch-all ("*") answers any other path 404, described in info.
+    gets = {path for method, path in served if method == "GET"}
+    assert {path for method, path in served if method == "HEAD"} == gets
+    assert len({route for route in served if route[0] == "*"}) == 1
+    served = {(method, path) for method, path in served if method not in ("HEAD", "*")}
+    documented = {(method.upper(), path) for path, item in DOC["paths"].items() for method in item if method in METHODS}
+    assert documented == served
+    assert gets, "no GET route served: /metrics and /healthz are missing"
+    for path in gets:
+        assert DOC["paths"][path]["get"]["security"] == [], f"{path} is served unsigned"
 
 
 @pytest.mark.parametrize("op", OPERATIONS)
@@ -255,15 +289,13 @@ def test_signature_scheme_matches_push_protocol() -> None:
     # Computed here from the document's words alone, then checked by the server's own verifier.
     text = "\n".join((vector["method"], vector["path"], vector["timestamp"], vector["nonce"], vector["body_sha256"]))
     assert hmac.new(vector["secret"].encode(), text.encode(), hashlib.sha256).hexdigest() == vector["signature"]
-    problem = push_protocol.verify_signature(
-        vector["secret"],
-        vector["method"],
-        vector["path"],
-        vector["body_sha256"],
-        vector["timestamp"],
-        vector["nonce"],
-        vector["signature"],
-        now=int(vector["timestamp"]),
+    headers = {
+        push_protocol.HEADER_TIMESTAMP: vector["timestamp"],
+        push_protocol.HEADER_NONCE: vector["nonce"],
+        push_protocol.HEADER_SIGNATURE: vector["signature"],
+    }
+    problem = push_protocol.verify_request(
+        vector["secret"], vector["method"], vector["path"], headers, body, now=int(vector["timestamp"])
     )
     assert problem is None
     for value in (vector["body"], vector["signature"], vector["body_sha256"]):
@@ -289,8 +321,7 @@ def test_limits_match_the_server() -> None:
 def test_documented_examples_fit_their_schemas() -> None:
     """Every request and response example in the document fits the schema it illustrates."""
     checked = 0
-    for path, item in DOC["paths"].items():
-        operation = item["post"]
+    for path, operation in documented_operations():
         for status, response in operation["responses"].items():
             if "$ref" in response:
                 response = DOC["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
@@ -298,6 +329,8 @@ def test_documented_examples_fit_their_schemas() -> None:
                 for example in content.get("examples", {}).values():
                     assert schema_of(content["schema"]["$ref"]).is_valid(example["value"]), (path, status)
                     checked += 1
+        if "requestBody" not in operation:  # a GET
+            continue
         content = operation["requestBody"]["content"]["application/json"]
         assert content["examples"], path
         for example in content["examples"].values():
@@ -533,6 +566,49 @@ def test_unsigned_request_is_401(server: PushServerProcess) -> None:
     """A request without the security scheme's headers is answered 401 whatever its body."""
     response = requests.post(server.api_url + push_protocol.operation_path("ungroup"), data=b"{", timeout=TIMEOUT)
     assert_refused(response, 401)
+
+
+def assert_documented_get(response: requests.Response, path: str) -> None:
+    """An unsigned GET's answer has a status and media type the document names, and fits that schema."""
+    responses = DOC["paths"][path]["get"]["responses"]
+    assert str(response.status_code) in responses, (path, response.status_code, response.text)
+    media_type = response.headers["Content-Type"].split(";")[0]
+    content = responses[str(response.status_code)]["content"][media_type]
+    body = response.json() if media_type == "application/json" else response.text
+    assert schema_of(content["schema"]["$ref"]).is_valid(body), (path, body)
+
+
+def test_monitoring_answers_fit_the_document(server: PushServerProcess) -> None:
+    """Every documented GET answers 200 unsigned as documented; /metrics and its example parse as Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    paths = [path for path, item in DOC["paths"].items() if "get" in item]
+    assert paths
+    for path in paths:
+        response = requests.get(server.api_url + path, timeout=TIMEOUT)
+        assert response.status_code == 200, (path, response.text)
+        assert_documented_get(response, path)
+    metrics = requests.get(server.api_url + "/metrics", timeout=TIMEOUT).text
+    assert "push_up" in {family.name for family in text_string_to_metric_families(metrics)}
+    (example,) = DOC["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain"]["examples"].values()
+    assert {family.name for family in text_string_to_metric_families(example["value"])} <= {
+        family.name for family in text_string_to_metric_families(metrics)
+    }
+
+
+def test_healthz_503_is_as_documented() -> None:
+    """/healthz answers the documented 503 while Redis is away, and the documented reasons are the server's."""
+    from push_server import metrics
+
+    with started_redis() as redis_server, PushServerProcess("--redis-url", redis_server.url) as node:
+        redis_server.stop()
+        answer = lambda: requests.get(node.api_url + "/healthz", timeout=TIMEOUT)  # noqa: E731
+        wait_until(lambda: answer().status_code == 503, timeout=TIMEOUT * 3, what="503 while Redis is away")
+        assert_documented_get(answer(), "/healthz")
+    # The other reason (draining) lasts only while a node shuts down: its text is checked in the code.
+    examples = DOC["paths"]["/healthz"]["get"]["responses"]["503"]["content"]["application/json"]["examples"]
+    for example in examples.values():
+        assert f'"{example["value"]["reason"]}"' in inspect.getsource(metrics.handle_health), example
 
 
 def test_over_limit_message_and_list_are_413(server: PushServerProcess) -> None:
