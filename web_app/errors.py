@@ -21,11 +21,12 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,25 @@ def _check_query() -> None:
         check_text(item, "query parameters")
 
 
+#: Redis (the session store, with REDIS_URL) not answering: a failover's few
+#: seconds, say. Sentinel's MasterNotFoundError is a ConnectionError.
+_STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Seconds a caller is asked to wait before trying again while the store is away.
+STORE_RETRY_AFTER = 2
+
+
+def _store_unavailable(error: Exception) -> ResponseReturnValue:
+    """503 with Retry-After: the request could not read or save its session, and can be tried again."""
+    log.warning("session store (Redis) unavailable: answered 503: %s", error)
+    message = "The chat is briefly unavailable (its session store is not answering). Try again in a moment."
+    headers = {"Retry-After": str(STORE_RETRY_AFTER)}
+    if not json_errors():
+        # Rendered without the context processors: they read the session.
+        page = current_app.jinja_env.get_template("unavailable.html")
+        return page.render(message=message, retry_after=STORE_RETRY_AFTER), 503, headers
+    return jsonify(error=message, code="unavailable"), 503, headers
+
+
 def _error_page(status: int, message: str, title: str) -> tuple[str, int]:
     return render_template("error.html", status=status, title=title, message=message), status
 
@@ -202,6 +222,17 @@ def init_errors(app: Flask) -> None:
         if not json_errors():
             return _error_page(400, "That request carries a value that cannot be stored.", "Bad request")
         return jsonify(error="a value in the request is out of range"), 400
+
+    for kind in _STORE_DOWN:
+        app.register_error_handler(kind, _store_unavailable)
+
+    @app.errorhandler(InternalServerError)
+    def _server_error(error: InternalServerError) -> ResponseReturnValue:
+        # A session that cannot be opened (before any view runs) or saved (after
+        # it) reaches Flask's 500 handler, not the one for its own type.
+        if isinstance(error.original_exception, _STORE_DOWN):
+            return _store_unavailable(error.original_exception)
+        return _http_error(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:

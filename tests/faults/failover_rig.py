@@ -28,7 +28,7 @@ from .cluster_rig import started_nodes, until_whole
 from .page import Page, tally, until
 from .pages_rig import SETTLE, Posters, figures, open_room, web_app
 
-#: The web app as gunicorn runs it: an error is answered with a JSON 500, not
+#: The web app as gunicorn runs it: an error is answered (JSON 500, or 503), not
 #: raised into the test's server thread (which is what TESTING does).
 PRODUCTION = {"TESTING": False}
 

@@ -141,7 +141,7 @@ async def open_room(live: Live, servers: list[PushServerProcess], count: int) ->
 class Posters:
     """Pages posting through the web app until stopped: every third message private to a page on another node.
 
-    ``resend``: a /say that stored nothing (say a 500 while the web app's own
+    ``resend``: a /say that stored nothing (say a 503 while the web app's own
     Redis fails over) is sent again after ``interval``, as a person does with
     the text room.js keeps in the composer; otherwise it fails the poster.
     """

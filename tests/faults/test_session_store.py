@@ -72,4 +72,35 @@ def test_a_session_store_lost_after_the_view(push_server: PushServerProcess, tmp
             client.post("/logout", headers=headers)
             headers["X-CSRFToken"] = csrf()
             answer = client.post("/login", json=credentials, headers=headers)
-            assert answer.status_code == 500, answer.text
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["Retry-After"] == "2" and answer.get_json()["code"] == "unavailable"
+
+        armed["on"] = False
+        redis_server.start()  # empty: the session is gone, so the person logs in again
+        answer = client.post("/login", json=credentials, headers={**headers, "X-CSRFToken": csrf()})
+        assert answer.status_code == 200, answer.text
+
+
+def test_a_session_store_away_before_the_request_is_a_503_to_try_again(
+    push_server: PushServerProcess, tmp_path: Path
+) -> None:
+    """With the session store unreachable, pages and AJAX calls get 503 with Retry-After (JSON or the styled page), never a 500."""
+    with started_redis() as redis_server:
+        app = make_app(
+            tmp_path / "instance",
+            None,
+            REDIS_URL=redis_server.url,
+            PUSH_API_URL=push_server.api_url,
+            PUSH_SECRET=push_server.secret,
+            TESTING=False,
+        )
+        client = app.test_client()
+        assert client.get("/login").status_code == 200
+        redis_server.stop()
+        answer = client.get("/rooms", headers={"Accept": "application/json"})
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "2", answer.text
+        assert "Try again in a moment" in answer.get_json()["error"]
+        page = client.get("/login", headers={"Accept": "text/html"})
+        assert page.status_code == 503 and "Back in a moment" in page.get_data(as_text=True)
+        redis_server.start()
+        assert client.get("/login").status_code == 200
