@@ -37,6 +37,13 @@ webchat.members = function (options) {
     return entry[kind] === null || Date.parse(entry[kind]) > Date.now();
   }
 
+  // An open menu (not its durations) shows the member's state as it now is.
+  function refreshOpen(uid) {
+    if (openFor === null || menu.hidden || choosing || (uid !== undefined && openFor !== uid)) return;
+    fill(openMember);
+    menu.querySelector("button").focus();
+  }
+
   // Record a change (until undefined: lifted); an open menu for them follows.
   function note(uid, kind, until) {
     uid = String(uid);
@@ -44,10 +51,7 @@ webchat.members = function (options) {
     if (until === undefined) delete entry[kind];
     else entry[kind] = until;
     restricted.set(uid, entry);
-    if (openFor === uid && !menu.hidden && !choosing) {
-      fill(openMember);
-      menu.querySelector("button").focus();
-    }
+    refreshOpen(uid);
   }
 
   // /bind's answer to the owner: [{uid, kind: "banned"|"muted", until}], the whole truth.
@@ -56,6 +60,7 @@ webchat.members = function (options) {
     for (const row of Array.isArray(list) ? list : []) {
       if (row && (row.kind === "banned" || row.kind === "muted")) note(row.uid, row.kind, row.until || null);
     }
+    refreshOpen(); // lifted while we were away: no entry is left to say so
   }
 
   function item(label, action, className) {
