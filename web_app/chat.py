@@ -24,7 +24,7 @@ from .errors import ApiError, json_api, request_data
 from .images import EXTENSIONS, read_image
 from .limits import rate_limited
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
-from .moderation import check_can_enter, check_can_post
+from .moderation import check_can_enter, check_can_post, room_restrictions
 from .push import get_push, room_group
 from .reads import lobby_group, mark_seen
 from .rooms import get_room
@@ -131,7 +131,11 @@ def bind() -> ResponseReturnValue:
         users_list, avatars = flush_room(room.id)
     except PushError as exc:
         raise _push_unavailable(exc) from exc
-    return jsonify(ok=True, uid=me.uid, name=me.name, users_list=users_list, avatars=avatars)
+    answer: dict[str, Any] = {"ok": True, "uid": me.uid, "name": me.name, "users_list": users_list, "avatars": avatars}
+    if room.created_by == me.id:
+        # Only the owner moderates: its member menu shows Mute or Unmute, Ban or Unban.
+        answer["restrictions"] = room_restrictions(room.id)
+    return jsonify(answer)
 
 
 @bp.post("/flush")

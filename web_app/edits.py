@@ -12,6 +12,9 @@ Every edit or delete gives the message the room's next change number
 (``rev``), under the room's row lock as new messages get their ids, so
 ``GET /rooms/<room_id>/changes?after=<rev>`` gives a page that was away every
 change it missed, in order (docs/delivery.md, "Edits and deletes").
+
+Both are rate limited per user (``RATE_LIMIT_EDITS``, web_app/limits.py): past
+it the answer is 429 with ``Retry-After`` and the message is left as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from push_client import PushError
 
 from .auth import current_user, login_required
 from .errors import ApiError, json_api, request_data
+from .limits import rate_limited
 from .models import CONTENT_MAX, Message, User, get_db, next_rev, utcnow
 from .moderation import check_can_enter, check_can_post
 from .push import get_push, room_group
@@ -82,6 +86,7 @@ def _answer(frame: dict[str, Any], pushed: bool) -> ResponseReturnValue:
 
 @bp.patch("/messages/<int:message_id>")
 @login_required
+@rate_limited("edits")
 def edit(message_id: int) -> ResponseReturnValue:
     """Replace the text of one of your own text messages."""
     me = _me()
@@ -117,6 +122,7 @@ def edit(message_id: int) -> ResponseReturnValue:
 
 @bp.delete("/messages/<int:message_id>")
 @login_required
+@rate_limited("edits")
 def remove(message_id: int) -> ResponseReturnValue:
     """Delete one of your own messages, or any message of a room you own."""
     me = _me()

@@ -22,6 +22,7 @@ setting                        default     counts
 ``RATE_LIMIT_POSTS``           ``120/60``  messages and images, per user
 ``RATE_LIMIT_TYPING``          ``60/60``   typing notices, per user
 ``RATE_LIMIT_UPLOADS``         ``20/60``   image uploads, per user
+``RATE_LIMIT_EDITS``           ``120/60``  edits and deletes of messages, per user
 ``RATE_LIMIT_LOGIN_FAILURES``  ``10/300``  wrong passwords, per name and address
 ``RATE_LIMIT_REGISTRATIONS``   ``20/3600`` accounts created, per address
 ``RATE_LIMIT_ROOMS``           ``30/3600`` rooms created, per address
@@ -68,6 +69,10 @@ DEFAULTS = {
     "posts": ("RATE_LIMIT_POSTS", "120/60"),
     "typing": ("RATE_LIMIT_TYPING", "60/60"),
     "uploads": ("RATE_LIMIT_UPLOADS", "20/60"),
+    # Each edit or delete is pushed to the room like a message, so it costs the
+    # same; it has its own allowance so that an owner clearing out spam does not
+    # lose the right to post (and editing a typo never does either).
+    "edits": ("RATE_LIMIT_EDITS", "120/60"),
     "login_failures": ("RATE_LIMIT_LOGIN_FAILURES", "10/300"),
     "registrations": ("RATE_LIMIT_REGISTRATIONS", "20/3600"),
     "rooms": ("RATE_LIMIT_ROOMS", "30/3600"),
@@ -78,6 +83,7 @@ _WHAT = {
     "posts": "messages",
     "typing": "typing notices",
     "uploads": "uploads",
+    "edits": "edits and deletes",
     "login_failures": "failed logins",
     "registrations": "new accounts from this address",
     "rooms": "new rooms from this address",

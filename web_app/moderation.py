@@ -6,6 +6,13 @@ told ``{"type":"banned","room_id","until"}``, and ``/bind``, ``/say``,
 posting (``/say``, images, ``/typing``); the member still reads. Both are one
 row per (room, user, kind) in ``restrictions``; an ended one is simply
 ignored (and replaced by the next), so nothing has to run when it ends.
+
+Every change is pushed as ``{"type":"banned"|"muted","room_id","uid","until"}``
+or ``{"type":"unbanned"|"unmuted","room_id","uid"}`` (``uid`` the member's) to
+the member and to the owner: the member's page blocks or unblocks itself, and
+the owner's (every tab) keeps its member menu right. The owner's ``/bind``
+answer carries the room's current ones (:func:`room_restrictions`), so a page
+that loads or reconnects starts from the truth.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from .rooms import get_room
 
 log = logging.getLogger(__name__)
 
-__all__ = ["active_restriction", "bp", "check_can_enter", "check_can_post"]
+__all__ = ["active_restriction", "bp", "check_can_enter", "check_can_post", "room_restrictions"]
 
 bp = Blueprint("moderation", __name__)
 
@@ -56,6 +63,28 @@ def active_restriction(room_id: int, user_id: int, kinds: tuple[str, ...]) -> Re
     )
     rows = sorted(rows, key=lambda row: row.kind != BAN)
     return rows[0] if rows else None
+
+
+def room_restrictions(room_id: int) -> list[dict[str, Any]]:
+    """The room's bans and mutes that have not ended, as ``{"uid", "kind": "banned"|"muted", "until"}``.
+
+    For the owner's page (``/bind``): one query on the table's (room, user,
+    kind) key, as long as the room has restricted members (ended rows are left
+    out, so it does not grow with the room's past).
+    """
+    rows = (
+        get_db()
+        .scalars(
+            select(Restriction)
+            .where(
+                Restriction.room_id == room_id,
+                or_(Restriction.until.is_(None), Restriction.until > utcnow()),
+            )
+            .order_by(Restriction.user_id, Restriction.kind)
+        )
+        .all()
+    )
+    return [{"uid": str(row.user_id), "kind": _WORDS[row.kind], "until": _until(row)} for row in rows]
 
 
 def _until(row: Restriction) -> str | None:
@@ -123,7 +152,8 @@ def _restrict(room_id: int, kind: str) -> ResponseReturnValue:
     db.add(row)
     db.commit()
     log.info("user %s %s user %s in room %s until %s", me.id, _WORDS[kind], target.id, room.id, until)
-    frame = {"type": _WORDS[kind], "room_id": room.id, "until": _until(row)}
+    # The member's page blocks itself; the owner's follows in its member menu.
+    frame = {"type": _WORDS[kind], "room_id": room.id, "uid": target.uid, "until": _until(row)}
     pushed = True
     try:
         push = get_push()
@@ -135,10 +165,10 @@ def _restrict(room_id: int, kind: str) -> ResponseReturnValue:
                 for client_id in clients:
                     batch.leave_group(client_id, room_group(room.id))
                     batch.leave_group(client_id, lobby_group(room.id))
-                batch.send_to_uid(target.uid, frame)
+                batch.send_to_uid([target.uid, me.uid], frame)
             flush_room(room.id)
         else:
-            push.send_to_uid(target.uid, frame)
+            push.send_to_uid([target.uid, me.uid], frame)
     except PushError as exc:
         # Stored, and enforced from now on; the member's page learns at its next request.
         log.error("%s of user %s in room %s stored but not pushed: %s", kind, target.id, room.id, exc)
@@ -157,8 +187,9 @@ def _lift(room_id: int, kind: str) -> ResponseReturnValue:
     )
     db.commit()
     log.info("user %s lifted the %s of user %s in room %s", me.id, kind, target.id, room.id)
+    frame = {"type": "un" + _WORDS[kind], "room_id": room.id, "uid": target.uid}
     try:
-        get_push().send_to_uid(target.uid, {"type": "un" + _WORDS[kind], "room_id": room.id})
+        get_push().send_to_uid([target.uid, me.uid], frame)
     except PushError as exc:
         log.warning("un%s of user %s not pushed: %s", _WORDS[kind], target.id, exc)
     return jsonify(uid=target.uid, room_id=room.id, kind=_WORDS[kind], lifted=True)

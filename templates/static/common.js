@@ -1,4 +1,5 @@
-// Shared by every page: the CSRF token, a small JSON request helper, and error wording.
+// Shared by every page: the CSRF token, a small JSON request helper, error
+// wording, and the push server's WebSocket shared by a page's live features.
 "use strict";
 
 window.webchat = (function () {
@@ -113,5 +114,70 @@ window.webchat = (function () {
     return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
   }
 
-  return { csrfToken, request, errorMessage, showError, el, safeNext, reconnectDelay };
+  // One WebSocket to the push server per page and URL, however many live
+  // features the page has (the lobby: unread counts, lobby.js, and the people
+  // list, people.js): each connection costs the push server a socket and the
+  // web app a bind, so a second one for the same page is waste. A feature
+  // subscribes with bind(clientId) (its POST; resolves true once bound),
+  // bound() (called after its bind: reload what changed while unbound) and
+  // frame(frame) (every other frame). Every "init" (each reconnect) binds each
+  // feature again; pings are answered here. The room page keeps its own
+  // connection (room.js): its reconnects drive history catch-up and status.
+  const sharedSockets = new Map();
+  function sharedSocket(url) {
+    if (sharedSockets.has(url)) return sharedSockets.get(url);
+    const features = [];
+    let clientId = null; // of the current connection, once "init" came
+    let attempt = 0;
+    let started = false;
+
+    async function bindOne(feature, id) {
+      const ok = feature.bind ? await feature.bind(id) : true;
+      if (ok && id === clientId && feature.bound) feature.bound();
+      return ok;
+    }
+
+    function connect() {
+      let ws;
+      try { ws = new WebSocket(url); } catch (err) { return; }
+      ws.addEventListener("message", function (event) {
+        if (typeof event.data !== "string") return;
+        let frame;
+        try { frame = JSON.parse(event.data); } catch (err) { return; }
+        if (!frame || typeof frame !== "object") return;
+        if (frame.type === "init") {
+          clientId = frame.client_id;
+          Promise.all(features.map(function (feature) { return bindOne(feature, frame.client_id); }))
+            .then(function (results) { if (results.every(Boolean)) attempt = 0; });
+        } else if (frame.type === "ping") {
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "pong" }));
+        } else {
+          for (const feature of features) if (feature.frame) feature.frame(frame);
+        }
+      });
+      ws.addEventListener("close", function (event) {
+        clientId = null;
+        setTimeout(connect, reconnectDelay(attempt, event.code));
+        attempt += 1;
+      });
+    }
+
+    const shared = {
+      subscribe: function (feature) {
+        features.push(feature);
+        // Subscribed after "init": bind it to the connection there is.
+        if (clientId !== null) bindOne(feature, clientId);
+        // Connect once the page's scripts have all subscribed (the same
+        // DOMContentLoaded), so that the first "init" binds every feature.
+        if (!started && url && typeof WebSocket !== "undefined") {
+          started = true;
+          setTimeout(connect, 0);
+        }
+      },
+    };
+    sharedSockets.set(url, shared);
+    return shared;
+  }
+
+  return { csrfToken, request, errorMessage, showError, el, safeNext, reconnectDelay, sharedSocket };
 })();

@@ -1,6 +1,7 @@
 // The lobby: create a room, keep the online counts fresh, and keep each
-// room's unread count live (a WebSocket bound by POST /lobby/bind hears every
-// listed room's new messages; our own "read" frames mean a tab of ours read).
+// room's unread count live (the page's WebSocket, bound by POST /lobby/bind,
+// hears every listed room's new messages; our own "read" frames mean a tab of
+// ours read). The socket is the one people.js uses too.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", function () {
@@ -72,31 +73,19 @@ document.addEventListener("DOMContentLoaded", function () {
     if (badge) setUnread(badge, Number(badge.dataset.unread || 0) + 1);
   }
 
-  let attempt = 0;
-  function connect() {
-    if (!wsUrl || typeof WebSocket === "undefined") return;
-    let ws;
-    try { ws = new WebSocket(wsUrl); } catch (err) { return; }
-    ws.addEventListener("message", async function (event) {
-      let frame;
-      try { frame = JSON.parse(event.data); } catch (err) { return; }
-      if (!frame || typeof frame !== "object") return;
-      if (frame.type === "init") {
-        const result = await webchat.request("POST", "/lobby/bind", { client_id: frame.client_id });
-        if (result.ok) { attempt = 0; refresh(); }
-      } else if (frame.type === "all" || frame.type === "to") {
+  // One socket with the people list (people.js): webchat.sharedSocket, common.js.
+  webchat.sharedSocket(wsUrl).subscribe({
+    bind: async function (clientId) {
+      return (await webchat.request("POST", "/lobby/bind", { client_id: clientId })).ok;
+    },
+    bound: refresh,
+    frame: function (frame) {
+      if (frame.type === "all" || frame.type === "to") {
         onMessage(frame);
       } else if (frame.type === "read" || frame.type === "delete" || frame.type === "resync") {
         // We read somewhere (or a message went): the server has the exact counts.
         refreshSoon();
-      } else if (frame.type === "ping" && ws.readyState === WebSocket.OPEN) {
-        ws.send(JSON.stringify({ type: "pong" }));
       }
-    });
-    ws.addEventListener("close", function (event) {
-      setTimeout(connect, webchat.reconnectDelay(attempt, event.code));
-      attempt += 1;
-    });
-  }
-  connect();
+    },
+  });
 });

@@ -1,5 +1,9 @@
 // The member menu: click a member for "Message privately" and, for the
-// room's owner, "Mute…" and "Ban…" (POST /rooms/<id>/mute|ban|unmute|unban).
+// room's owner, "Mute…" or "Unmute" and "Ban…" or "Unban", whichever the
+// member's state calls for (POST /rooms/<id>/mute|ban|unmute|unban). The
+// owner's page knows who is muted or banned from /bind's answer
+// (`restrictions`) and keeps it live from the banned / muted / unbanned /
+// unmuted frames, which the owner hears too, with the member's uid.
 // Also what this page does when it is banned or muted itself.
 "use strict";
 
@@ -18,7 +22,46 @@ webchat.members = function (options) {
   menu.setAttribute("role", "menu");
   menu.hidden = true;
   document.body.append(menu);
-  let openFor = null;
+  let openFor = null; // the uid whose menu is open
+  let openMember = null; // {uid, name} of that menu
+  let choosing = false; // the menu shows durations (Mute… → 10 minutes, …)
+
+  // Who is muted or banned in this room (for the owner's menu):
+  // uid → {muted: until, banned: until}, `until` an ISO time or null for good.
+  // An ended one needs no frame: it is simply past its time when the menu opens.
+  const restricted = new Map();
+
+  function active(uid, kind) {
+    const entry = restricted.get(String(uid));
+    if (!entry || !(kind in entry)) return false;
+    return entry[kind] === null || Date.parse(entry[kind]) > Date.now();
+  }
+
+  // An open menu (not its durations) shows the member's state as it now is.
+  function refreshOpen(uid) {
+    if (openFor === null || menu.hidden || choosing || (uid !== undefined && openFor !== uid)) return;
+    fill(openMember);
+    menu.querySelector("button").focus();
+  }
+
+  // Record a change (until undefined: lifted); an open menu for them follows.
+  function note(uid, kind, until) {
+    uid = String(uid);
+    const entry = Object.assign({}, restricted.get(uid));
+    if (until === undefined) delete entry[kind];
+    else entry[kind] = until;
+    restricted.set(uid, entry);
+    refreshOpen(uid);
+  }
+
+  // /bind's answer to the owner: [{uid, kind: "banned"|"muted", until}], the whole truth.
+  function setRestrictions(list) {
+    restricted.clear();
+    for (const row of Array.isArray(list) ? list : []) {
+      if (row && (row.kind === "banned" || row.kind === "muted")) note(row.uid, row.kind, row.until || null);
+    }
+    refreshOpen(); // lifted while we were away: no entry is left to say so
+  }
 
   function item(label, action, className) {
     const button = el("button", "menu-item" + (className ? " " + className : ""), label);
@@ -32,6 +75,8 @@ webchat.members = function (options) {
     menu.hidden = true;
     menu.replaceChildren();
     openFor = null;
+    openMember = null;
+    choosing = false;
   }
 
   async function moderate(action, member, minutes) {
@@ -44,12 +89,16 @@ webchat.members = function (options) {
       return;
     }
     const words = { ban: "banned", mute: "muted", unban: "unbanned", unmute: "unmuted" };
+    // The answer is the truth even if its push is lost: the menu follows it now.
+    if (action === "ban" || action === "mute") note(member.uid, words[action], result.data.until || null);
+    else note(member.uid, words[action].slice(2), undefined);
     let text = member.name + " is " + words[action];
     if (action === "ban" || action === "mute") text += minutes ? " until " + new Date(result.data.until).toLocaleString() : " for good";
     options.notice(text);
   }
 
   function durations(action, member) {
+    choosing = true;
     menu.replaceChildren(el("div", "menu-title", (action === "ban" ? "Ban " : "Mute ") + member.name + " for…"));
     for (const [label, minutes] of DURATIONS) {
       menu.append(item(label, function () { moderate(action, member, minutes); }, action + "-for"));
@@ -66,19 +115,42 @@ webchat.members = function (options) {
     menu.style.top = Math.min(rect.bottom + 4, window.innerHeight - 240) + "px";
   }
 
+  // "until 16:05" today, "until 3 Mar, 16:05" another day, or "for good".
+  function untilText(until) {
+    if (until === null) return "for good";
+    const date = new Date(until);
+    const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    if (date.toDateString() === new Date().toDateString()) return "until " + time;
+    return "until " + date.toLocaleDateString([], { day: "numeric", month: "short" }) + ", " + time;
+  }
+
+  // The menu's items for a member: for the owner, the actions their state allows.
+  function fill(member) {
+    menu.replaceChildren(el("div", "menu-title", member.name));
+    if (options.owner) {
+      const entry = restricted.get(String(member.uid)) || {};
+      const state = [];
+      if (active(member.uid, "muted")) state.push("Muted " + untilText(entry.muted));
+      if (active(member.uid, "banned")) state.push("Banned " + untilText(entry.banned));
+      if (state.length) menu.append(el("div", "menu-status", state.join(" · ")));
+    }
+    menu.append(item("Message privately", function () { close(); options.setTarget(member); }, "menu-private"));
+    if (!options.owner) return;
+    menu.append(active(member.uid, "muted")
+      ? item("Unmute", function () { moderate("unmute", member); }, "menu-unmute")
+      : item("Mute…", function () { durations("mute", member); }, "menu-mute"));
+    menu.append(active(member.uid, "banned")
+      ? item("Unban", function () { moderate("unban", member); }, "menu-unban")
+      : item("Ban…", function () { durations("ban", member); }, "menu-ban"));
+  }
+
   // Open the menu for a member's button.
   function open(anchor, member) {
     if (openFor === member.uid && !menu.hidden) { close(); return; }
     close();
     openFor = member.uid;
-    menu.append(el("div", "menu-title", member.name));
-    menu.append(item("Message privately", function () { close(); options.setTarget(member); }, "menu-private"));
-    if (options.owner) {
-      menu.append(item("Mute…", function () { durations("mute", member); }, "menu-mute"));
-      menu.append(item("Ban…", function () { durations("ban", member); }, "menu-ban"));
-      menu.append(item("Unmute", function () { moderate("unmute", member); }, "menu-unmute"));
-      menu.append(item("Unban", function () { moderate("unban", member); }, "menu-unban"));
-    }
+    openMember = member;
+    fill(member);
     place(anchor);
     menu.hidden = false;
     menu.querySelector("button").focus();
@@ -119,9 +191,15 @@ webchat.members = function (options) {
     options.composer.classList.add("blocked");
   }
 
-  // banned / muted / unbanned / unmuted frames about this user in this room.
+  // banned / muted / unbanned / unmuted frames in this room: about this user
+  // (its uid, or none), or, on the owner's page, about a member.
   function receive(frame) {
     if (frame.room_id !== options.roomId) return;
+    if (frame.uid !== undefined && frame.uid !== null && String(frame.uid) !== options.myUid) {
+      const lifted = frame.type.startsWith("un");
+      note(frame.uid, lifted ? frame.type.slice(2) : frame.type, lifted ? undefined : frame.until || null);
+      return;
+    }
     switch (frame.type) {
       case "banned":
         setBlocked("You are banned from this room" + until(frame) + ".");
@@ -181,5 +259,5 @@ webchat.members = function (options) {
     for (const count of options.counts) count.textContent = String(entries.length);
   }
 
-  return { open, close, receive, refused, render };
+  return { open, close, receive, refused, render, setRestrictions };
 };

@@ -1,7 +1,8 @@
 // The lobby's people list: who is online site-wide, and when the others were last seen.
-// The list loads from GET /people; then a WebSocket to the push server (bound
-// by POST /people/watch, so an open lobby counts as online) brings each change
-// as {"type":"presence", uid, name, online, last_seen}. On reconnect it reloads.
+// The list loads from GET /people; then the page's WebSocket to the push server
+// (the one lobby.js uses too; bound by POST /people/watch, so an open lobby
+// counts as online) brings each change as {"type":"presence", uid, name,
+// online, last_seen}. On reconnect it reloads.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", function () {
@@ -36,44 +37,40 @@ document.addEventListener("DOMContentLoaded", function () {
     }
   }
 
+  // Presence frames that came while a load was on its way. The answer may have
+  // been read before their change was stored (the web app stores, then
+  // pushes): they are applied again on top of it, or a stale answer would undo
+  // them (someone who just came online would show offline until they next changed).
+  let arrivedDuringLoad = null;
+
   async function load() {
+    const arrived = [];
+    arrivedDuringLoad = arrived;
     const result = await webchat.request("GET", "/people");
+    if (arrivedDuringLoad === arrived) arrivedDuringLoad = null;
     if (!result.ok || !Array.isArray(result.data.people)) return;
     people.clear();
     for (const person of result.data.people) people.set(person.uid, person);
+    for (const frame of arrived) people.set(frame.uid, frame);
     render();
   }
 
-  let attempt = 0;
-  function connect() {
-    let ws;
-    try {
-      ws = new WebSocket(section.dataset.wsUrl);
-    } catch (err) {
-      return;
-    }
-    ws.addEventListener("message", async function (event) {
-      let frame;
-      try { frame = JSON.parse(event.data); } catch (err) { return; }
-      if (!frame || typeof frame !== "object") return;
-      if (frame.type === "init") {
-        const result = await webchat.request("POST", "/people/watch", { client_id: frame.client_id });
-        if (result.ok) { attempt = 0; load(); }
-      } else if (frame.type === "presence" && typeof frame.uid === "string") {
+  // One socket with the unread counts (lobby.js): webchat.sharedSocket, common.js.
+  webchat.sharedSocket(section.dataset.wsUrl).subscribe({
+    bind: async function (clientId) {
+      return (await webchat.request("POST", "/people/watch", { client_id: clientId })).ok;
+    },
+    bound: load,
+    frame: function (frame) {
+      if (frame.type === "presence" && typeof frame.uid === "string") {
         people.set(frame.uid, frame);
+        if (arrivedDuringLoad !== null) arrivedDuringLoad.push(frame);
         render();
-      } else if (frame.type === "ping") {
-        ws.send(JSON.stringify({ type: "pong" }));
       }
-    });
-    ws.addEventListener("close", function (event) {
-      setTimeout(connect, webchat.reconnectDelay(attempt, event.code));
-      attempt += 1;
-    });
-  }
+    },
+  });
 
   load();
-  connect();
   // "3 min ago" keeps counting without any event.
   setInterval(render, 30000);
 });

@@ -311,6 +311,7 @@ document.addEventListener("DOMContentLoaded", function () {
     attempt = 0;
     setStatus("online", "Online");
     applyMembers(result.data.users_list, result.data.avatars);
+    memberMenu.setRestrictions(result.data.restrictions); // the owner's only: who is muted or banned
     if (reconnected) {
       notice("Reconnected");
       history.awayStart();

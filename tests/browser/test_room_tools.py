@@ -292,7 +292,7 @@ def test_on_a_phone_the_owner_mutes_from_the_drawer(windows: Windows, live: Live
     expect(members).to_be_visible()
     members.locator(".member", has_text="bob").click()
     menu = phone.locator("#member-menu")
-    expect(menu.locator(".menu-item")).to_have_text(["Message privately", "Mute…", "Ban…", "Unmute", "Unban"])
+    expect(menu.locator(".menu-item")).to_have_text(["Message privately", "Mute…", "Ban…"])
     # On top of the drawer and inside the screen: what a finger taps there is the menu.
     box = menu.bounding_box()
     assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]

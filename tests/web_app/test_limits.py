@@ -94,6 +94,36 @@ def test_uploads_past_the_limit_are_429_and_store_nothing(instance: Path) -> Non
 
 
 @BOTH
+def test_edits_and_deletes_past_their_limit_are_429_and_change_nothing(instance: Path, db_url: str | None) -> None:
+    """PATCH and DELETE /messages past RATE_LIMIT_EDITS answer 429 with Retry-After and leave the message as it was."""
+    app = _app(instance, db_url, RATE_LIMIT_EDITS="3/600")
+    alice = Visitor(app.test_client())
+    alice.register()
+    room_id = alice.create_room()
+    kept, other = (_say(alice, room_id, text).json["message"]["id"] for text in ("kept", "other"))
+    headers = {"X-CSRFToken": alice.csrf, "Accept": "application/json"}
+
+    def edit(message_id: int, text: str) -> Any:
+        return alice.client.patch(f"/messages/{message_id}", json={"content": text}, headers=headers)
+
+    def delete(message_id: int) -> Any:
+        return alice.client.delete(f"/messages/{message_id}", headers=headers)
+
+    # 200, or 502 "stored" (the push server is a closed port): counted either way.
+    assert edit(kept, "edited once").status_code in (200, 502)
+    assert edit(kept, "edited twice").status_code in (200, 502)
+    assert delete(other).status_code in (200, 502)
+    _assert_429(edit(kept, "one edit too many"))
+    _assert_429(delete(kept))
+    with app.app_context():
+        message = get_db().get(Message, kept)
+        assert message is not None
+        assert (message.content, message.deleted) == ("edited twice", False)
+    # Posting has an allowance of its own.
+    assert _say(alice, room_id, "still posting").status_code in (201, 502)
+
+
+@BOTH
 def test_wrong_passwords_lock_that_name_from_that_address(instance: Path, db_url: str | None) -> None:
     """After RATE_LIMIT_LOGIN_FAILURES wrong passwords (default 10) even the right one is refused, for that name and address only."""
     app = _app(instance, db_url)

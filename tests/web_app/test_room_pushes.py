@@ -129,17 +129,54 @@ async def test_ban_removes_connections_and_tells_the_member(live: Live, session:
     answer = await call(owner.post, f"/rooms/{room_id}/ban", {"uid": bob.uid, "minutes": 30})
     assert answer.status_code == 200 and answer.json()["pushed"] is True
     banned = await receive_until(bob_ws, of_type("banned"))
-    assert banned == {"type": "banned", "room_id": room_id, "until": answer.json()["until"]}
+    assert banned == {"type": "banned", "room_id": room_id, "uid": bob.uid, "until": answer.json()["until"]}
     await receive_until(bob_lobby, of_type("banned"))
+    # The owner hears it too (its member menu follows), then the new member list.
+    assert await receive_until(owner_ws, of_type("banned")) == banned
     flush = await receive_until(owner_ws, of_type("flush"))
     assert flush["users_list"] == {owner.uid: owner.name}
     # Bob hears nothing more of the room (nor does his lobby): the next frame either gets is the unban.
     assert (await call(owner.say, room_id, "bob is gone")).status_code == 201
     assert (await call(owner.post, f"/rooms/{room_id}/unban", {"uid": bob.uid})).status_code == 200
+    unbanned = {"type": "unbanned", "room_id": room_id, "uid": bob.uid}
     for ws in (bob_ws, bob_lobby):
-        frame = await receive_until(ws, of_type("all", "to", "unbanned"))
-        assert frame == {"type": "unbanned", "room_id": room_id}
+        assert await receive_until(ws, of_type("all", "to", "unbanned")) == unbanned
+    assert await receive_until(owner_ws, of_type("unbanned")) == unbanned
     await bob_lobby.close()
+
+
+async def test_the_owners_bind_answer_carries_the_rooms_restrictions(
+    live: Live, session: aiohttp.ClientSession
+) -> None:
+    """/bind tells the room's owner (only) who is muted or banned there and until when; mutes are pushed to both."""
+    owner, bob, carol = live.user(), live.user(), live.user()
+    room_id = await call(owner.create_room, "restricted")
+    owner_ws, owner_client = await owner.connect(session, live.push.ws_url, room_id)
+    _carol_ws, carol_client = await carol.connect(session, live.push.ws_url, room_id)
+    assert (await call(owner.bind, owner_client, room_id)).json()["restrictions"] == []
+
+    muted = (await call(owner.post, f"/rooms/{room_id}/mute", {"uid": bob.uid})).json()
+    banned = (await call(owner.post, f"/rooms/{room_id}/ban", {"uid": carol.uid, "minutes": 5})).json()
+    assert await receive_until(owner_ws, of_type("muted")) == {
+        "type": "muted",
+        "room_id": room_id,
+        "uid": bob.uid,
+        "until": None,
+    }
+    assert (await call(owner.bind, owner_client, room_id)).json()["restrictions"] == sorted(
+        [
+            {"uid": bob.uid, "kind": "muted", "until": None},
+            {"uid": carol.uid, "kind": "banned", "until": banned["until"]},
+        ],
+        key=lambda row: int(row["uid"]),
+    )
+    assert muted["until"] is None
+    # Lifted, it is gone from the answer; a member's own answer never carries any.
+    assert (await call(owner.post, f"/rooms/{room_id}/unmute", {"uid": bob.uid})).status_code == 200
+    assert await receive_until(owner_ws, of_type("unmuted")) == {"type": "unmuted", "room_id": room_id, "uid": bob.uid}
+    assert [row["uid"] for row in (await call(owner.bind, owner_client, room_id)).json()["restrictions"]] == [carol.uid]
+    assert (await call(owner.post, f"/rooms/{room_id}/unban", {"uid": carol.uid})).status_code == 200
+    assert "restrictions" not in (await call(carol.bind, carol_client, room_id)).json()
 
 
 async def test_lobby_hears_new_public_messages_of_listed_rooms(live: Live, session: aiohttp.ClientSession) -> None:
