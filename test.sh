@@ -37,4 +37,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
-exec .venv/bin/python -m pytest "$@"
+# Two workers, a test file each at a time (module fixtures stay shared): see setup.cfg.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
