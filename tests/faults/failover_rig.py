@@ -26,7 +26,7 @@ from ..sentinel import started_sentinel
 from ..servers import RedisServer
 from .cluster_rig import started_nodes, until_whole
 from .page import Page, tally, until
-from .pages_rig import SETTLE, Posters, figures, open_room, web_app
+from .pages_rig import SETTLE, Posters, figures, open_room, told_lost_and_restored, web_app
 
 #: The web app as gunicorn runs it: an error is answered (JSON 500, or 503), not
 #: raised into the test's server thread (which is what TESTING does).
@@ -79,9 +79,7 @@ async def sentinel_failover(
             finally:
                 await posting.finish()
             counted, unanswered = await _count_stored(opened, posting)
-            told = sum(
-                1 for page in opened if page.resyncs[:1] == ["redis_lost"] and page.resyncs[-1:] == ["redis_restored"]
-            )
+            told = told_lost_and_restored(opened)
             return figures(
                 opened,
                 posting,

@@ -138,6 +138,11 @@ async def open_room(live: Live, servers: list[PushServerProcess], count: int) ->
         await asyncio.gather(*(page.close() for page in pages))
 
 
+def told_lost_and_restored(pages: list[Page]) -> int:
+    """How many pages heard first ``redis_lost`` and last ``redis_restored`` on their sockets."""
+    return sum(1 for page in pages if page.resyncs[:1] == ["redis_lost"] and page.resyncs[-1:] == ["redis_restored"])
+
+
 class Posters:
     """Pages posting through the web app until stopped: every third message private to a page on another node.
 
@@ -230,9 +235,7 @@ async def redis_restarted_empty(
             finally:
                 await posting.finish()
             counted = await tally(opened, posting.said, SETTLE)
-            told = sum(
-                1 for page in opened if page.resyncs[:1] == ["redis_lost"] and page.resyncs[-1:] == ["redis_restored"]
-            )
+            told = told_lost_and_restored(opened)
             return figures(
                 opened,
                 posting,

@@ -16,27 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import request
+from flask import Flask, request
 
-from ..servers import PushServerProcess, started_redis
+from ..servers import PushServerProcess, RedisServer, started_redis
 from ..web_app.live import make_app
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+def _app(tmp_path: Path, redis_server: RedisServer, push_server: PushServerProcess) -> Flask:
+    """The web app with its sessions in ``redis_server``, as gunicorn runs it: an error is answered, not raised into the test."""
+    return make_app(
+        tmp_path / "instance",
+        None,
+        REDIS_URL=redis_server.url,
+        PUSH_API_URL=push_server.api_url,
+        PUSH_SECRET=push_server.secret,
+        TESTING=False,
+    )
 
 
 @pytest.mark.parametrize("path", ["/say", "/login"])
 def test_a_session_store_lost_after_the_view(push_server: PushServerProcess, tmp_path: Path, path: str) -> None:
     """/say whose session could not be refreshed answers 201 with its message, not 500; a login that could not be saved still fails."""
     with started_redis() as redis_server:
-        app = make_app(
-            tmp_path / "instance",
-            None,
-            REDIS_URL=redis_server.url,
-            PUSH_API_URL=push_server.api_url,
-            PUSH_SECRET=push_server.secret,
-            # As gunicorn runs it: an error is answered 500 rather than raised into the test.
-            TESTING=False,
-        )
+        app = _app(tmp_path, redis_server, push_server)
         armed = {"on": False}
 
         @app.after_request
@@ -86,14 +90,7 @@ def test_a_session_store_away_before_the_request_is_a_503_to_try_again(
 ) -> None:
     """With the session store unreachable, pages and AJAX calls get 503 with Retry-After (JSON or the styled page), never a 500."""
     with started_redis() as redis_server:
-        app = make_app(
-            tmp_path / "instance",
-            None,
-            REDIS_URL=redis_server.url,
-            PUSH_API_URL=push_server.api_url,
-            PUSH_SECRET=push_server.secret,
-            TESTING=False,
-        )
+        app = _app(tmp_path, redis_server, push_server)
         client = app.test_client()
         assert client.get("/login").status_code == 200
         redis_server.stop()
