@@ -161,7 +161,9 @@ def _gunicorn(workdir: Path, env: dict[str, str]) -> tuple[Proc, int]:
     metrics = workdir / "metrics"  # every worker's counts, summed by /metrics (docs/operations.md)
     metrics.mkdir()
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(WEB_WORKERS)]
-    argv += ["--worker-class", "gthread", "--threads", "8", "--access-logfile", "-", "web_app:create_app()"]
+    argv += ["--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"]
+    # Its default control socket is one path per user, which another gunicorn (a test's, a deployment's) shares.
+    argv += ["--no-control-socket", "web_app:create_app()"]
     proc = Proc("web_app-room", argv, {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
     wait_port(port, timeout=30, proc=proc.popen)
     return proc, port
@@ -213,6 +215,8 @@ def _phase(
         "calls": [c for answer in answers for c in answer["calls"]],
         "frames": sum((Counter(answer["frames"]) for answer in answers), Counter()),
         "duplicates": sum(answer["duplicates"] for answer in answers),
+        "resent": sum(answer["resent"] for answer in answers),
+        "failures": sum((Counter(answer["failures"]) for answer in answers), Counter()),
         "disconnects": sum(answer["disconnects"] for answer in answers),
         "wall_s": wall,
         "cpu_s": cpu,
@@ -256,6 +260,8 @@ def _figures(phases: list[dict[str, Any]], cfg: RoomConfig) -> dict[str, Any]:
         "missing": expected - len(latencies),
         "duplicated": sum(phase["duplicates"] for phase in phases),
         "disconnects": sum(phase["disconnects"] for phase in phases),
+        "resent": sum(phase["resent"] for phase in phases),
+        "failures": dict(sum((phase["failures"] for phase in phases), Counter())),
         "p50_ms": _ms(latencies, 50),
         "p99_ms": _ms(latencies, 99),
         "max_ms": max(latencies) * 1e3 if latencies else None,
@@ -343,6 +349,10 @@ def table(room: dict[str, Any]) -> list[str]:
         f"| pairs arrived / expected (missing, duplicated) | {quiet['arrived']:,} / {quiet['pairs']:,} "
         f"({quiet['missing']}, {quiet['duplicated']}) | {side['arrived']:,} / {side['pairs']:,} "
         f"({side['missing']}, {side['duplicated']}) | |"
+    )
+    lines.append(
+        f"| requests sent again after a closed kept-alive connection; failed | {quiet['resent']}; "
+        f"{sum(quiet['failures'].values())} | {side['resent']}; {sum(side['failures'].values())} | |"
     )
     sql = room.get("sql", {})
     if "error" in sql:

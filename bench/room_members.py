@@ -41,6 +41,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import CloseConnection, Ping, RejectConnection, Request, TextMessage
 
@@ -155,6 +156,9 @@ class Member(Page):
         self.reading = False
         self.position = 0
         self.disconnects = 0
+        #: Requests sent again after a closed kept-alive connection, and requests that failed, by kind and error.
+        self.resent = 0
+        self.failures: Counter[str] = Counter()
         self._read_timer: asyncio.TimerHandle | None = None
         self._last_read = 0.0
         self._last_typing = 0.0
@@ -206,12 +210,26 @@ class Member(Page):
         self._last_read = time.monotonic()
         self._spawn(self._timed("read", f"/rooms/{self.room_id}/read", {"message_id": self.position}))
 
+    async def _post(self, path: str, body: Any) -> tuple[int, Any]:
+        """Page.post, sent again once if the kept-alive connection it went out on was closed under it.
+
+        gunicorn closes a connection idle for 2 s (``--keep-alive``), about a
+        member's time between two reads; a browser resends a request that
+        failed that way before any answer came, and so does a member.
+        """
+        try:
+            return await self.post(path, body)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            self.resent += 1
+            return await self.post(path, body)
+
     async def _timed(self, kind: str, path: str, body: Any) -> tuple[int, Any]:
         began = time.monotonic()
         try:
-            status, data = await self.post(path, body)
-        except Exception:  # a failed request counts as status 0; the page would shrug it off too
+            status, data = await self._post(path, body)
+        except Exception as exc:  # counted as status 0 with its kind; the page would shrug it off too
             status, data = 0, None
+            self.failures[f"{kind}: {type(exc).__name__}"] += 1
         self.calls.append((kind, status, time.monotonic() - began))
         return status, data
 
@@ -238,7 +256,7 @@ class Member(Page):
         """Say message ``k`` of ``tag`` at ``when`` (time.time() clock), as the composer does; what happened."""
         await asyncio.sleep(max(0.0, when - time.time()))
         began = time.time()
-        status, data = await self.post("/say", {"room_id": self.room_id, "type": "all", "content": content(tag, k)})
+        status, data = await self._post("/say", {"room_id": self.room_id, "type": "all", "content": content(tag, k)})
         took = time.time() - began
         if status in (201, 502) and isinstance(data, dict) and self.delivery is not None:
             self.delivery.receive_live(data["message"])  # room.js shows the answer's message
@@ -291,6 +309,8 @@ class _Crowd:
         for m in self.members:
             m.frames.clear()
             m.calls.clear()
+            m.failures.clear()
+            m.resent = 0
             m.reading = side
         stop = asyncio.Event()
         first = min((when for _, when, _ in says), default=time.time())
@@ -319,6 +339,8 @@ class _Crowd:
             "calls": [call for m in self.members for call in m.calls],
             "frames": dict(sum((m.frames for m in self.members), Counter())),
             "duplicates": sum(m.duplicates for m in self.members),
+            "resent": sum(m.resent for m in self.members),
+            "failures": dict(sum((m.failures for m in self.members), Counter())),
             "disconnects": sum(m.disconnects for m in self.members),
         }
 
