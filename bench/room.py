@@ -282,7 +282,7 @@ def _figures(phases: list[dict[str, Any]], cfg: RoomConfig) -> dict[str, Any]:
             "call_p50_ms": _ms([c[2] for c in calls], 50),
             "call_p99_ms": _ms([c[2] for c in calls], 99),
         }
-    frames = sum((phase["frames"] for phase in phases), Counter())
+    frames: Counter[str] = sum((phase["frames"] for phase in phases), Counter())
     out["frames_per_member_per_s"] = {kind: n / out["members"] / seconds for kind, n in sorted(frames.items())}
     for name in ("web_app", "push_server", "members"):
         used = sum(phase["cpu_s"][name] for phase in phases)

@@ -69,7 +69,7 @@ def _statements(app: Any) -> dict[str, dict[str, list[str]]]:
     alice, bob = app.test_client(), app.test_client()
     for client, name in ((alice, "alice"), (bob, "bob")):
         client.post("/register", json={"name": name, "password": "benchmark-pw"}, headers=json_headers)
-    room_id = alice.post("/rooms", json={"name": "sql"}, headers=json_headers).json["id"]  # type: ignore[index]
+    room_id = alice.post("/rooms", json={"name": "sql"}, headers=json_headers).json["id"]
     engine = app.extensions["webchat_db"].kw["bind"]
     statements: list[str] = []
 
