@@ -1,6 +1,6 @@
 """``python -m bench``: webchat and python-socketio side by side, issue 5's items 1-7.
 
-    python -m bench            # the full run (about 20 minutes on 2 cores)
+    python -m bench            # the full run (about 25 minutes on 2 cores)
     python -m bench --quick    # small sizes, no verdicts: the CI smoke run (under a minute)
 
 Writes ``results.json``, ``results.md`` and ``results.png`` into ``bench/results/``

@@ -1,6 +1,6 @@
 """The ``room`` item (issue 12): ``POST /say`` → every member of a room, with typing and read traffic and without, in one run.
 
-    python -m bench --items room --out /tmp/room           # 100 members, 10 typists (a few minutes)
+    python -m bench --items room --out /tmp/room           # 100 members, 10 typists (about 8 minutes on 2 cores)
     python -m bench --items room --quick --out /tmp/room   # 10 members, 3 typists (tests/bench/test_room.py)
 
 The processes are real: push_server as item 5 starts it, and web_app as the
