@@ -1,6 +1,6 @@
 """``python -m bench``: webchat and python-socketio side by side, issue 5's items 1-7.
 
-    python -m bench            # the full run (about 20 minutes on 2 cores)
+    python -m bench            # the full run (about 25 minutes on 2 cores)
     python -m bench --quick    # small sizes, no verdicts: the CI smoke run (under a minute)
 
 Writes ``results.json``, ``results.md`` and ``results.png`` into ``bench/results/``
@@ -21,7 +21,7 @@ from bench import report, scenarios
 from bench.floor import send_floor
 from bench.systems import ROOT, start_redis
 
-ITEMS = ("floor", "core", "api", "say", "cluster", "faults")
+ITEMS = ("floor", "core", "api", "say", "cluster", "faults", "room")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.faults import run_faults
 
         results["faults"] = run_faults(cfg.faults_pages, cfg.faults_messages, log, cfg.faults_web_pages)
+    if "room" in items:
+        log("room: /say → a room's members, alone and with typing and reads alongside (webchat only)")
+        from bench.room import run_room
+
+        results["room"] = _attempt(lambda: run_room(args.quick, log), log)
     for system in systems:
         out = results["systems"][system]
         if "core" in items:
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(v, dict) and "error" in v
     ]
     failed += [f"faults.{k}" for k, v in results.get("faults", {}).items() if "error" in v]
+    failed += ["room"] if "error" in results.get("room", {}) else []
     if failed:
         log(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

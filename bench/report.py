@@ -194,6 +194,10 @@ def table(results: dict[str, Any]) -> str:
         from bench.faults import table as faults_table
 
         lines += faults_table(results["faults"])
+    if results.get("room"):
+        from bench.room import table as room_table
+
+        lines += room_table(results["room"])
     if notes:
         lines += ["", *notes]
     lines += ["", "| target | measured | met |", "|---|---:|:---:|"]
