@@ -46,7 +46,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .errors import ApiError
-from .models import Base, get_db
+from .models import Base
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,9 @@ _hits_since_prune = 0
 
 def _count_in_database(key: str, window: int, increment: int) -> int:
     global _hits_since_prune
-    # Its own connection and transaction: the count stands whatever the view does.
-    bind = get_db().get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
+    # Its own connection and transaction, from a pool of its own (models.init_db):
+    # the count stands whatever the view does.
+    engine: Engine = current_app.extensions["webchat_counts_db"]
     if increment:
         _hits_since_prune += 1
         if _hits_since_prune >= PRUNE_EVERY:

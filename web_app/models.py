@@ -300,9 +300,16 @@ def init_db(app: Flask) -> None:
     """Create the app's engine and any missing tables and columns (web_app/schema.py)."""
     from .schema import create_tables  # schema.py builds on this module's tables
 
-    engine = _make_engine(database_url(app.config.get("DATABASE_URL"), app.instance_path))
+    url = database_url(app.config.get("DATABASE_URL"), app.instance_path)
+    engine = _make_engine(url)
     create_tables(engine)
     app.extensions["webchat_db"] = sessionmaker(engine, expire_on_commit=False)
+    # Rate-limit counts (web_app/limits.py) commit on a connection of their own
+    # while the request's session holds one: from one pool, 15 requests at once
+    # (its size plus overflow) each held one and waited for a second, and every
+    # one of them failed after the pool's 30 s timeout. Their own pool's
+    # connections are held only for one statement and never wait on another.
+    app.extensions["webchat_counts_db"] = _make_engine(url)
     app.teardown_appcontext(_close_db)
 
 

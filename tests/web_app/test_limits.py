@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from web_app import limits
 from web_app.models import Image, Message, Room, User, get_db
 
 from .conftest import Visitor
@@ -260,3 +261,25 @@ def test_rows_of_ended_windows_are_pruned(instance: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(limits, "PRUNE_EVERY", 1)
     assert visitor.login("nobody-new", "wrong").status_code == 401
     assert _count(app, limits.RateCount) == 1
+
+
+@BOTH
+def test_counts_go_through_while_the_requests_hold_every_pooled_connection(instance: Path, db_url: str | None) -> None:
+    """Requests mid-flight holding all 15 pooled connections (5 + 10 overflow) do not stop a count.
+
+    Each request holds its session's connection while the limit is counted on a
+    connection of its own. From the same pool, 15 requests at once (a server
+    with 15 threads or more) each waited for a second connection that never came,
+    and all of them answered 500 after the pool's 30 s timeout.
+    """
+    app = _app(instance, db_url)
+    with app.app_context():
+        requests_in_flight = [app.extensions["webchat_db"]() for _ in range(15)]
+        try:
+            for session in requests_in_flight:
+                session.execute(select(1))
+            assert limits._count_in_database("posts:someone", 1, 1) == 1
+            assert limits._count_in_database("posts:someone", 1, 1) == 2
+        finally:
+            for session in requests_in_flight:
+                session.close()
