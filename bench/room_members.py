@@ -5,7 +5,7 @@ history, ``/bind`` on ``init``, docs/delivery.md's gap rule) with two changes:
 
 - its WebSocket is a plain socket read with ``recvmsg`` and the kernel's
   receive timestamp (``SO_TIMESTAMPNS``, CLOCK_REALTIME, as bench/loadgen.py
-  does), framed by wsproto (which the bench extra's python-socketio brings),
+  does), framed by wsproto (in the bench extra),
   so a message's arrival is when it reached the member's socket, not when
   this process got round to it: 50 members share one event loop here, 100
   browsers would not;
