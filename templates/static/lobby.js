@@ -49,9 +49,21 @@ document.addEventListener("DOMContentLoaded", function () {
     empty.hidden = rooms.length > 0;
   }
 
+  // A /rooms answer read before a live message was stored would put its count
+  // back to the old one: a frame counted while a refresh is in flight asks for
+  // one more refresh once it lands (the server's counts are exact by then).
+  let refreshing = 0;
+  let countedMeanwhile = false;
+
   async function refresh() {
+    refreshing += 1;
     const result = await webchat.request("GET", "/rooms");
+    refreshing -= 1;
     if (result.ok && Array.isArray(result.data.rooms)) render(result.data.rooms);
+    if (countedMeanwhile && refreshing === 0) {
+      countedMeanwhile = false;
+      refreshSoon();
+    }
   }
 
   setInterval(refresh, 10000);
@@ -69,6 +81,7 @@ document.addEventListener("DOMContentLoaded", function () {
     if (String(frame.uid) === myUid || counted.has(frame.id)) return;
     if (frame.type === "to" && String(frame.to_uid) !== myUid) return;
     counted.add(frame.id);
+    if (refreshing) countedMeanwhile = true;
     const badge = list.querySelector('.room-item[data-room-id="' + Number(frame.room_id) + '"] .unread-badge');
     if (badge) setUnread(badge, Number(badge.dataset.unread || 0) + 1);
   }

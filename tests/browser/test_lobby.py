@@ -103,3 +103,44 @@ def test_the_lobby_opens_one_websocket_for_unread_counts_and_people(
     assert alice.evaluate("document.documentElement.scrollWidth") <= 390
     alice.screenshot(path=str(out / "lobby-390.png"), full_page=True)
     assert sockets == [wired.push.ws_url], sockets
+
+
+def test_a_rooms_answer_older_than_a_live_message_does_not_undo_its_count(windows: Windows, live: Live) -> None:
+    """A /rooms answer computed before a message was stored, landing after its live frame, is followed by a fresh one.
+
+    The lobby refreshes its counts from /rooms once bound; a message said
+    meanwhile arrives live and is counted, then the older answer put the badge
+    back to 0 for good (the frame was already counted). Here every answer asked
+    for before the message is held back until it has been counted live.
+    """
+    carol = live.user("carol")
+    room_id = carol.create_room("race")
+    bob = windows.open("bob")
+    held: list[tuple[Any, Any]] = []
+    holding = True
+
+    def hold_older_answers(route: Any) -> None:
+        if route.request.resource_type != "fetch" or not holding:
+            route.continue_()
+            return
+        held.append((route, route.fetch()))  # computed now, delivered later
+
+    bob.route("**/rooms", hold_older_answers)
+    with bob.expect_response("**/lobby/bind"):
+        bob.reload()
+    deadline = time.monotonic() + TIMEOUT
+    while not held and time.monotonic() < deadline:
+        bob.wait_for_timeout(20)
+    assert held, "the lobby asks /rooms once bound"
+    bob.wait_for_timeout(200)  # let the route handler fetch what was asked so far
+    badge = bob.locator(f'.room-item[data-room-id="{room_id}"] .unread-badge')
+    assert carol.say(room_id, "said while the answer was on its way").status_code == 201
+    expect(badge).to_have_text("1")  # counted live
+    holding = False
+    # Any answer computed after the message is delivered first, the stale ones last.
+    held.sort(key=lambda pair: '"unread":0' in pair[1].text())
+    assert '"unread":0' in held[-1][1].text()
+    for route, answer in held:
+        route.fulfill(response=answer)
+    bob.wait_for_timeout(100)
+    expect(badge).to_have_text("1")  # a fresh /rooms followed the stale one
