@@ -16,7 +16,6 @@ imported when this module is, never by ``import push_client``::
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -26,12 +25,10 @@ import aiohttp
 from . import _core
 from ._client import DEFAULT_API_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from ._core import BatchBase, Lost, Prepared
-from ._exceptions import PushConnectionError, PushError, PushRequestError, PushTimeoutError
+from ._exceptions import PushConnectionError, PushError, PushTimeoutError
 from ._operations import Node, _Operations
 
 __all__ = ["AsyncBatch", "AsyncPushClient"]
-
-log = logging.getLogger(__name__)
 
 _C = Coroutine[Any, Any, Any]
 
@@ -140,25 +137,14 @@ class AsyncPushClient(
         return _core.read_result(prepared, await self._send(prepared))
 
     async def _send(self, prepared: Prepared) -> dict[str, Any]:
-        """Send one prepared request (again, once per retry, when its outcome is unknown); its answer."""
-        attempt = 0
-        while True:
+        """Send one prepared request, and again while the core's Call says so; its answer."""
+        call = _core.Call(self, prepared)
+        while call.answer is None:
             try:
-                status, content = await self._exchange(prepared)
-                return _core.read_answer(status, content)
+                call.answered(*await self._exchange(call.prepared))
             except Lost as lost:
-                if not prepared.retryable or attempt >= self.retries:
-                    raise lost.error from lost.__cause__
-                attempt += 1
-                log.info("sending %s again with the same body: %s", prepared.path, lost)
-            except PushRequestError as refused:
-                if not (prepared.auto_key and _core.refuses_keys(refused)):
-                    raise
-                log.warning(
-                    "the push server at %s does not take idempotency keys; pushes are not retried", self.api_url
-                )
-                self._keys = False
-                prepared = _core.without_key(prepared)
+                call.lost(lost)
+        return call.answer
 
     def _open(self) -> aiohttp.ClientSession:
         if self._closed:

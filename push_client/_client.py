@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
@@ -13,7 +12,7 @@ import requests
 
 from . import _core
 from ._core import BatchBase, Lost, Prepared
-from ._exceptions import PushConnectionError, PushError, PushRequestError, PushTimeoutError
+from ._exceptions import PushConnectionError, PushError, PushTimeoutError
 from ._http import Pool
 from ._operations import Node, _Operations
 
@@ -25,8 +24,6 @@ __all__ = [
     "PushClient",
     "default_client",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "http://127.0.0.1:7273"
 #: Seconds to wait for a connection and then for an answer. Bounded so that a web
@@ -159,25 +156,14 @@ class PushClient(
         self._send(_core.prepare_call(op, (*values, key), None, auto))
 
     def _send(self, prepared: Prepared) -> dict[str, Any]:
-        """Send one prepared request (again, once per retry, when its outcome is unknown); its answer."""
-        attempt = 0
-        while True:
+        """Send one prepared request, and again while the core's Call says so; its answer."""
+        call = _core.Call(self, prepared)
+        while call.answer is None:
             try:
-                status, content = self._exchange(prepared)
-                return _core.read_answer(status, content)
+                call.answered(*self._exchange(call.prepared))
             except Lost as lost:
-                if not prepared.retryable or attempt >= self.retries:
-                    raise lost.error from lost.__cause__
-                attempt += 1
-                log.info("sending %s again with the same body: %s", prepared.path, lost)
-            except PushRequestError as refused:
-                if not (prepared.auto_key and _core.refuses_keys(refused)):
-                    raise
-                log.warning(
-                    "the push server at %s does not take idempotency keys; pushes are not retried", self.api_url
-                )
-                self._keys = False
-                prepared = _core.without_key(prepared)
+                call.lost(lost)
+        return call.answer
 
     def _exchange(self, prepared: Prepared) -> tuple[int, bytes]:
         body = prepared.body

@@ -4,23 +4,26 @@ Nothing here touches a socket. A face (PushClient, AsyncPushClient) prepares a
 call here, sends the bytes with its own HTTP transport, and hands the answer's
 status and body back here to become a result or a PushError. The transport
 reports a failure whose outcome is unknown (the connection was lost after the
-request went out, or a time-out) as :class:`Lost`; the face then sends the call
-once more (``retries``), signed anew but with the same body, so the same
-idempotency key.
+request went out, or a time-out) as :class:`Lost`. Whether and what to send
+again is decided here, by a :class:`Call` both faces drive: a call whose outcome
+is unknown goes once more (``retries``), at once, signed anew but with the same
+body, so the same idempotency key.
 
 Idempotency keys: every push call (``send_to_*``, ``close_client``) and every
 batch carries one, made here when the caller gave none, so that a retry is
 applied once by a server that honours keys. A server from before keys refuses
-the unknown argument with a 400 naming it; the face then stops sending the keys
-it made itself and, since a retry is no longer safe there, stops retrying pushes.
+the unknown argument with a 400 naming it; the Call then sends the request again
+without the key it made, the face stops making keys and, since a retry is no
+longer safe there, pushes are no longer retried.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import push_protocol
 
@@ -33,7 +36,9 @@ from ._exceptions import (
 )
 from ._operations import Node, _Operations
 
-__all__ = ["BatchResult", "Lost", "Prepared", "new_key"]
+__all__ = ["BatchResult", "Call", "Lost", "Prepared", "new_key"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -164,6 +169,65 @@ def without_key(prepared: Prepared) -> Prepared:
     # Without a key, neither a push nor a batch is safe to send twice.
     retryable = prepared.path != push_protocol.BATCH_PATH and prepared.path not in _KEYED_PATHS
     return Prepared(prepared.path, encode(payload).encode(), prepared.convert, retryable, False)
+
+
+class Face(Protocol):
+    """What a :class:`Call` reads and sets on the client that sends it."""
+
+    api_url: str
+    #: How many times a call whose outcome is unknown is sent again.
+    retries: int
+    #: Whether the server takes idempotency keys (False once it refused one): read when a call is prepared.
+    _keys: bool
+
+
+class Call:
+    """One call on its way to an answer: which request to send next, and what each outcome means.
+
+    The retry decision of both faces, which only do the I/O::
+
+        call = Call(face, prepared)
+        while call.answer is None:
+            try:
+                call.answered(*exchange(call.prepared))  # (status, content)
+            except Lost as lost:
+                call.lost(lost)
+        return call.answer
+
+    ``answered`` sets the answer, raises the PushError it means, or (a server
+    that refuses keys) sets the request to send again without the key;
+    ``lost`` raises the error if the call is not sent again.
+    """
+
+    __slots__ = ("_attempt", "_face", "answer", "prepared")
+
+    def __init__(self, face: Face, prepared: Prepared) -> None:
+        self._face = face
+        #: What to send (next).
+        self.prepared = prepared
+        #: The server's answer, once it came (a success's JSON object).
+        self.answer: dict[str, Any] | None = None
+        self._attempt = 0
+
+    def answered(self, status: int, content: bytes) -> None:
+        """The server answered: keep the answer, raise the error, or send again without the key the client made."""
+        try:
+            self.answer = read_answer(status, content)
+        except PushRequestError as refused:
+            if not (self.prepared.auto_key and refuses_keys(refused)):
+                raise
+            log.warning(
+                "the push server at %s does not take idempotency keys; pushes are not retried", self._face.api_url
+            )
+            self._face._keys = False
+            self.prepared = without_key(self.prepared)
+
+    def lost(self, lost: Lost) -> None:
+        """The outcome is unknown: send the same request again if it is safe and retries are left, else raise."""
+        if not self.prepared.retryable or self._attempt >= self._face.retries:
+            raise lost.error from lost.__cause__
+        self._attempt += 1
+        log.info("sending %s again with the same body: %s", self.prepared.path, lost)
 
 
 # -- batches ---------------------------------------------------------------------------------
