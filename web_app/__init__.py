@@ -95,6 +95,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_PERMANENT=True,
         PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
+        # The session (cookie and store) is written only when it changes: a
+        # login stays valid 14 days from when it was made. Refreshed at every
+        # answer, an answer in flight in one window while another window of the
+        # browser logged in set the old session's cookie back over the new one
+        # (the second window then acted as the first user); and every request
+        # rewrote its session file or Redis key.
+        SESSION_REFRESH_EACH_REQUEST=False,
         # A chat page stays open for hours: its CSRF token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
         # The larger upload limit plus room for the multipart framing and the other fields.

@@ -104,6 +104,17 @@ def test_session_cookie_is_httponly_and_samesite_lax(visitor: Visitor) -> None:
     assert "Secure" not in cookie
 
 
+def test_unchanged_sessions_set_no_cookie(member: Visitor) -> None:
+    """Answers that leave the session as it was set no cookie, so one in flight cannot undo a login in another window."""
+    for answer in (
+        member.get("/rooms"),
+        member.get("/session"),
+        member.client.get("/", headers={"Accept": "text/html"}),
+    ):
+        assert answer.status_code == 200
+        assert "Set-Cookie" not in answer.headers, answer.headers
+
+
 def test_session_cookie_secure_when_configured(instance: Path) -> None:
     """SESSION_COOKIE_SECURE makes the cookie Secure."""
     app = make_app(instance, None, SESSION_COOKIE_SECURE=True)
