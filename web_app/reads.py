@@ -99,9 +99,9 @@ def unread_counts(user: User, room_ids: list[int]) -> dict[int, int]:
 
 
 # The statements of a read, built once per dialect: a read is the chat's most
-# frequent request (every member, after every message), and building them anew
-# cost more Python than running them. On the tables, not the ORM classes, so
-# that executing them skips the ORM's result machinery as well.
+# frequent request (every member, after the messages it is shown), so it
+# should not build the same expressions again each time. They are on the
+# tables, not the ORM classes: their rows are plain tuples, never entities.
 _messages = cast(Table, Message.__table__)
 _covered = _messages.alias("covered")
 _positions = cast(Table, ReadPosition.__table__)
