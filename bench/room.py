@@ -64,8 +64,9 @@ class RoomConfig:
     timeout: float = 30.0
 
 
-#: A busy room: a message every 2 s, each read by every member (reads.js sends at most two reads a second).
-#: At one a second the web app saturated here (2 shared cores, load ~8): /say waited seconds behind reads.
+#: A busy room: a message every 2 s, each read by every member (reads.js sends one read 1-2 s after the
+#: position moves, at most one a second). At one a second, with the reads before `cheap-reads` (one per
+#: message, 6 statements, in a burst), the web app saturated here (2 shared cores, load ~8).
 FULL = RoomConfig(members=100, typists=10, messages=100, rounds=2, interval=2.0, warmup=10, workers=2)
 QUICK = RoomConfig(members=10, typists=3, messages=10, rounds=1, interval=0.1, warmup=2, workers=1)
 

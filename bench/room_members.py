@@ -11,7 +11,9 @@ history, ``/bind`` on ``init``, docs/delivery.md's gap rule) with two changes:
   browsers would not;
 - it does what the room page does alongside, when told to: it marks read as
   templates/static/reads.js does (the position moves to the last message
-  shown, at most one ``POST /rooms/<id>/read`` per :data:`READ_EVERY`), and a
+  shown; ``POST /rooms/<id>/read`` goes :data:`READ_EVERY` plus up to
+  :data:`READ_SPREAD` at random after it first moves, carrying the position
+  of then, and only if it is past what was sent), and a
   typist sends ``POST /typing`` as templates/static/typing.js does (at most
   one per :data:`TYPING_EVERY` while keys are pressed, none for a 429's
   ``Retry-After``, and at once on the next key after saying a message).
@@ -48,10 +50,12 @@ from wsproto.events import CloseConnection, Ping, RejectConnection, Request, Tex
 from bench.systems import ROOT, TMP
 from tests.faults.page import Page, until
 
-__all__ = ["READ_EVERY", "TYPING_EVERY", "Crowds", "content"]
+__all__ = ["READ_EVERY", "READ_SPREAD", "TYPING_EVERY", "Crowds", "content"]
 
-#: reads.js's SEND_EVERY_MS: one read request per this many seconds at most.
-READ_EVERY = 0.5
+#: reads.js's READ_EVERY_MS and READ_SPREAD_MS: a read goes this long after the position
+#: first moves, plus up to READ_SPREAD at random (so at most one a second per member).
+READ_EVERY = 1.0
+READ_SPREAD = 1.0
 #: typing.js's SEND_EVERY_MS: one typing notice per this many seconds at most.
 TYPING_EVERY = 3.0
 #: A typist presses a key this often (about 60 words a minute); typing.js sends on a key press.
@@ -155,12 +159,12 @@ class Member(Page):
         self.calls: list[tuple[str, int, float]] = []
         self.reading = False
         self.position = 0
+        self._stored = 0  # the position last sent (reads.js's `stored`)
         self.disconnects = 0
         #: Requests sent again after a closed kept-alive connection, and requests that failed, by kind and error.
         self.resent = 0
         self.failures: Counter[str] = Counter()
         self._read_timer: asyncio.TimerHandle | None = None
-        self._last_read = 0.0
         self._last_typing = 0.0
         self._quiet_until = 0.0
         self._in_flight: set[asyncio.Task[Any]] = set()
@@ -177,6 +181,8 @@ class Member(Page):
     def _frame(self, frame: Any, stamp: float) -> None:
         kind = str(frame.get("type")) if isinstance(frame, dict) else "?"
         self.frames[kind] += 1
+        if kind == "read" and str(frame.get("uid")) == self.uid:  # reads.js: the server has it
+            self._stored = max(self._stored, int(frame.get("message_id") or 0))
         key = _key(frame) if kind == "all" else None
         if key is not None:
             if key in self.arrivals:
@@ -197,18 +203,19 @@ class Member(Page):
         task.add_done_callback(self._in_flight.discard)
 
     def _shown(self) -> None:
-        """reads.js's check(): the position moves to the last message shown; the request is throttled."""
-        if not self.reading or self.delivery is None or self.delivery.max_seen <= self.position:
+        """reads.js's check() and send(): the position moves to the last message shown; its read waits."""
+        if not self.reading or self.delivery is None:
             return
-        self.position = self.delivery.max_seen
-        if self._read_timer is None:
-            delay = max(0.0, self._last_read + READ_EVERY - time.monotonic())
+        self.position = max(self.position, self.delivery.max_seen)
+        if self.position > self._stored and self._read_timer is None:
+            delay = READ_EVERY + random.random() * READ_SPREAD
             self._read_timer = asyncio.get_running_loop().call_later(delay, self._send_read)
 
     def _send_read(self) -> None:
         self._read_timer = None
-        self._last_read = time.monotonic()
-        self._spawn(self._timed("read", f"/rooms/{self.room_id}/read", {"message_id": self.position}))
+        if self.position > self._stored:
+            self._stored = self.position
+            self._spawn(self._timed("read", f"/rooms/{self.room_id}/read", {"message_id": self.position}))
 
     async def _post(self, path: str, body: Any) -> tuple[int, Any]:
         """Page.post, sent again once if the kept-alive connection it went out on was closed under it.
@@ -264,11 +271,10 @@ class Member(Page):
         return {"k": k, "at": began, "call_s": took, "status": status}
 
     async def settle(self, timeout: float) -> None:
-        """Stop reading and wait for the requests on their way."""
-        self.reading = False
+        """Stop reading; wait for the read still waiting to go (the page would send it) and the requests on their way."""
+        self.reading = False  # so no read starts waiting after this one
         if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+            await asyncio.sleep(max(0.0, self._read_timer.when() - asyncio.get_running_loop().time()) + 0.01)
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=timeout)
 

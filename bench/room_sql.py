@@ -70,7 +70,8 @@ def _statements(app: Any) -> dict[str, dict[str, list[str]]]:
     for client, name in ((alice, "alice"), (bob, "bob")):
         client.post("/register", json={"name": name, "password": "benchmark-pw"}, headers=json_headers)
     room_id = alice.post("/rooms", json={"name": "sql"}, headers=json_headers).json["id"]
-    engine = app.extensions["webchat_db"].kw["bind"]
+    # The requests' engine and the rate limits' own (web_app/models.init_db).
+    engines = [app.extensions["webchat_db"].kw["bind"], app.extensions["webchat_counts_db"]]
     statements: list[str] = []
 
     def counted(*call: Any) -> None:
@@ -78,11 +79,13 @@ def _statements(app: Any) -> dict[str, dict[str, list[str]]]:
 
     def measure(client: Any, path: str, body: dict[str, Any]) -> tuple[list[str], Any]:
         statements.clear()
-        event.listen(engine, "before_cursor_execute", counted)
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", counted)
         try:
             answer = client.post(path, json=body, headers=json_headers)
         finally:
-            event.remove(engine, "before_cursor_execute", counted)
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", counted)
         if answer.status_code >= 300:
             raise RuntimeError(f"{path} answered {answer.status_code}: {answer.get_data(as_text=True)[:200]}")
         return list(statements), answer.json

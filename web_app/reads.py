@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import and_, func, literal, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Integer, Table, and_, bindparam, func, literal, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from push_client import PushError
 
@@ -33,7 +33,6 @@ from .auth import current_user, login_required
 from .errors import ApiError, request_data
 from .models import Message, ReadPosition, Room, User, get_db
 from .push import get_push
-from .rooms import get_room
 
 log = logging.getLogger(__name__)
 
@@ -99,81 +98,102 @@ def unread_counts(user: User, room_ids: list[int]) -> dict[int, int]:
     return {int(room_id): int(count) for room_id, count in rows}
 
 
-def _move(user_id: int, room_id: int, message_id: int) -> int | None:
-    """Move the position forward to ``message_id``; the old position if it moved, else None."""
-    db = get_db()
-    # The row is made once (at the first read); later reads update it in place,
-    # and only forward: two tabs racing both land on the larger id.
-    for _ in range(2):
-        old = db.scalar(
-            select(ReadPosition.message_id).where(ReadPosition.user_id == user_id, ReadPosition.room_id == room_id)
-        )
-        if old is None:
-            db.add(ReadPosition(user_id=user_id, room_id=room_id, message_id=message_id))
-            try:
-                db.commit()
-            except IntegrityError:
-                db.rollback()  # another request made it first: update that one
-                continue
-            return 0
-        if old >= message_id:
-            db.rollback()
-            return None
-        moved = db.execute(
-            update(ReadPosition)
-            .where(
-                ReadPosition.user_id == user_id,
-                ReadPosition.room_id == room_id,
-                ReadPosition.message_id < message_id,
+# The statements of a read, built once per dialect: a read is the chat's most
+# frequent request (every member, after the messages it is shown), so it
+# should not build the same expressions again each time. They are on the
+# tables, not the ORM classes: their rows are plain tuples, never entities.
+_messages = cast(Table, Message.__table__)
+_covered = _messages.alias("covered")
+_positions = cast(Table, ReadPosition.__table__)
+_read_statements: dict[str, tuple[Any, Any]] = {}
+
+
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """(the look, the move) of a read, for ``dialect``: see :func:`mark_read`."""
+    if dialect not in _read_statements:
+        me, room_id = bindparam("me", type_=Integer), bindparam("room_id", type_=Integer)
+        message_id = bindparam("message_id", type_=Integer)
+        # One row per author of a private message to me between my stored
+        # position and the message (a single row of NULLs when there are none),
+        # and no row at all when the message is not in this room. The walk is
+        # the (room_id, id) index from my position to the message: the few
+        # messages a read covers.
+        old = _positions.c.message_id
+        look = (
+            select(old, _covered.c.user_id, func.max(_covered.c.id))
+            .select_from(
+                _messages.outerjoin(
+                    _positions, and_(_positions.c.user_id == me, _positions.c.room_id == room_id)
+                ).outerjoin(
+                    _covered,
+                    and_(
+                        _covered.c.room_id == room_id,
+                        _covered.c.id > func.coalesce(old, 0),
+                        _covered.c.id <= _messages.c.id,
+                        _covered.c.type == "to",
+                        _covered.c.to_id == me,
+                    ),
+                )
             )
-            .values(message_id=message_id)
+            .where(_messages.c.id == message_id, _messages.c.room_id == room_id)
+            .group_by(old, _covered.c.user_id)
         )
-        db.commit()
-        return int(old) if moved.rowcount else None  # type: ignore[attr-defined]
-    return None
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        new = insert(_positions).values(user_id=me, room_id=room_id, message_id=message_id)
+        # Forward only, in the one statement: the WHERE leaves a larger stored
+        # position alone (two tabs racing both land on the larger id) and then
+        # returns no row, so the row that comes back says the position moved.
+        move = new.on_conflict_do_update(
+            index_elements=[_positions.c.user_id, _positions.c.room_id],
+            set_={"message_id": new.excluded.message_id},
+            where=_positions.c.message_id < new.excluded.message_id,
+        ).returning(_positions.c.message_id)
+        _read_statements[dialect] = (look, move)
+    return _read_statements[dialect]
 
 
 @bp.post("/rooms/<int:room_id>/read")
 @login_required
 def mark_read(room_id: int) -> ResponseReturnValue:
-    """Move the caller's read position in the room forward to ``message_id``."""
+    """Move the caller's read position in the room forward to ``message_id``.
+
+    Two statements after the login's: one look (is the message in this room,
+    where is my position, which private messages to me does the move cover)
+    and one upsert that moves the position only forward. The room's row is
+    not loaded: a message of this room proves the room exists. The look runs
+    before the move and may see an older position than the one the move
+    finds (another tab's read in between): its authors are then told of
+    messages that tab's read told them of already, which changes nothing on
+    their page, and none is ever left out.
+    """
     from .chat import int_field
 
     me = current_user()
     assert me is not None
-    room = get_room(room_id)
     message_id = int_field(request_data(), "message_id")
     db = get_db()
-    message = db.get(Message, message_id)
-    if message is None or message.room_id != room.id:
+    look, move = _statements(db.get_bind().dialect.name)
+    params = {"me": me.id, "room_id": room_id, "message_id": message_id}
+    rows = db.execute(look, params).all()
+    if not rows:
         raise ApiError(404, "no such message in this room")
-    old = _move(me.id, room.id, int(message_id or 0))
-    if old is None:
-        return jsonify(room_id=room.id, message_id=read_position(me.id, room.id), moved=False)
-    # The private messages to me that this read covers, latest per author: their authors hear of it.
-    covered = db.execute(
-        select(Message.user_id, func.max(Message.id))
-        .where(
-            Message.room_id == room.id,
-            Message.type == "to",
-            Message.to_id == me.id,
-            Message.id > old,
-            Message.id <= message_id,
-        )
-        .group_by(Message.user_id)
-    ).all()
+    if db.execute(move, params).first() is None:
+        db.rollback()
+        return jsonify(room_id=room_id, message_id=read_position(me.id, room_id), moved=False)
+    db.commit()
+    read = {"type": "read", "room_id": room_id, "uid": me.uid}
     try:
         with get_push().batch() as batch:
-            for author_id, last in covered:
-                batch.send_to_uid(
-                    author_id, {"type": "read", "room_id": room.id, "uid": me.uid, "message_id": int(last)}
-                )
+            # The authors of the private messages to me that this read covers: the latest of each.
+            for _old, author_id, last in rows:
+                if author_id is not None:
+                    batch.send_to_uid(str(author_id), {**read, "message_id": int(last)})
             # My other tabs and my lobby: my position moved.
-            batch.send_to_uid(me.uid, {"type": "read", "room_id": room.id, "uid": me.uid, "message_id": message_id})
+            batch.send_to_uid(me.uid, {**read, "message_id": message_id})
     except PushError as exc:
         # The position is stored: the authors see "seen" when their page next loads history.
-        log.warning("read receipt of user %s in room %s not pushed: %s", me.id, room.id, exc)
-    return jsonify(room_id=room.id, message_id=message_id, moved=True)
+        log.warning("read receipt of user %s in room %s not pushed: %s", me.id, room_id, exc)
+    return jsonify(room_id=room_id, message_id=message_id, moved=True)
 
 
 def mark_seen(entries: Iterable[dict[str, Any]], me: User, room_id: int) -> None:

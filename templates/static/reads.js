@@ -5,6 +5,12 @@
 // is visible and scrolled to the bottom. Messages by others above it are
 // unread; "read" frames move it when another tab of ours reads, and tell us
 // when the recipient of our private messages has read them.
+//
+// The title follows the position at once; the server hears of it at most once
+// per READ_EVERY_MS, at the end of that time (a burst of messages is one
+// request), and only if it moved past what the server has. Leaving or hiding
+// the tab sends it at once, so what the lobby and the other tabs show as
+// unread is right afterwards.
 "use strict";
 
 window.webchat = window.webchat || {};
@@ -12,11 +18,20 @@ window.webchat = window.webchat || {};
 // options: roomId, myUid, position (the stored one, from the page), list (the
 // scrolling <ol>), rendered (Map id → <li>).
 webchat.reads = function (options) {
-  const SEND_EVERY_MS = 500;
+  // Every member of a room is shown each message within milliseconds, and
+  // each read used to follow at once: a room of 100 was 100 requests per
+  // message in one burst (docs/benchmarks.md, the room item). A read now waits
+  // READ_EVERY_MS after the position first moves, plus up to READ_SPREAD_MS at
+  // random so that the pages that saw one message do not all send in the same
+  // instant: at most one read a second per page, whatever the room's pace,
+  // and others see "seen" (and the lobby the count) 1-2 s after the reading.
+  // bench/room_members.py follows the same rule with the same numbers.
+  const READ_EVERY_MS = 1000;
+  const READ_SPREAD_MS = 1000;
   const baseTitle = document.title;
-  let position = options.position || 0; // the last id read (stored or on its way)
+  let position = options.position || 0; // the last id read here
+  let stored = position; // the last id the server has (or is being sent)
   let sendTimer = null;
-  let lastSent = 0;
 
   function atBottom() {
     const list = options.list;
@@ -36,10 +51,40 @@ webchat.reads = function (options) {
     document.title = count ? "(" + (count > 99 ? "99+" : count) + ") " + baseTitle : baseTitle;
   }
 
-  function send() {
-    sendTimer = null;
-    lastSent = Date.now();
-    webchat.request("POST", "/rooms/" + options.roomId + "/read", { message_id: position });
+  function request(leaving) {
+    const before = stored;
+    const sent = position;
+    stored = sent;
+    const url = "/rooms/" + options.roomId + "/read";
+    if (!leaving) {
+      webchat.request("POST", url, { message_id: sent }).then(function (result) {
+        // Not stored (no network, a server error): the next check sends it again.
+        if ((result.status === 0 || result.status >= 500) && stored === sent) stored = before;
+      });
+      return;
+    }
+    // The page may be gone before an answer comes: keepalive lets the request
+    // outlive it. The CSRF token goes in its header as webchat.request sends it.
+    fetch(url, {
+      method: "POST",
+      keepalive: true,
+      credentials: "same-origin",
+      headers: { "Accept": "application/json", "Content-Type": "application/json", "X-CSRFToken": webchat.csrfToken() },
+      body: JSON.stringify({ message_id: sent }),
+    }).catch(function () {});
+  }
+
+  // Send what the server does not have yet: now when leaving, else at the end of the wait.
+  function send(leaving) {
+    if (position <= stored) return;
+    if (leaving) {
+      if (sendTimer !== null) clearTimeout(sendTimer);
+      sendTimer = null;
+      request(true);
+    } else if (sendTimer === null) {
+      sendTimer = setTimeout(function () { sendTimer = null; if (position > stored) request(false); },
+        READ_EVERY_MS + Math.random() * READ_SPREAD_MS);
+    }
   }
 
   // Read everything shown, if the reader can see it.
@@ -47,11 +92,10 @@ webchat.reads = function (options) {
     if (document.visibilityState === "visible" && atBottom()) {
       let last = 0;
       for (const id of options.rendered.keys()) if (id > last) last = id;
-      if (last > position) {
-        position = last;
-        // Throttled: a burst of messages is one request.
-        if (sendTimer === null) sendTimer = setTimeout(send, Math.max(0, lastSent + SEND_EVERY_MS - Date.now()));
-      }
+      if (last > position) position = last;
+      send(false);
+    } else if (document.visibilityState === "hidden") {
+      send(true);
     }
     updateTitle();
   }
@@ -73,6 +117,7 @@ webchat.reads = function (options) {
     if (frame.room_id !== options.roomId || typeof frame.message_id !== "number") return;
     if (String(frame.uid) === options.myUid) {
       position = Math.max(position, frame.message_id);
+      stored = Math.max(stored, frame.message_id); // the server has it: nothing to send for it
       updateTitle();
     } else {
       markSeen(String(frame.uid), frame.message_id);
@@ -90,6 +135,8 @@ webchat.reads = function (options) {
   options.list.addEventListener("scroll", check, { passive: true });
   document.addEventListener("visibilitychange", check);
   window.addEventListener("focus", check);
+  // Leaving the page (a link, closing the tab, going back): what was read is sent now.
+  window.addEventListener("pagehide", function () { send(true); });
 
   // After each message put in the list: once per burst (a page of history is one check).
   let checkQueued = false;

@@ -44,7 +44,7 @@ def test_room_quick_run_delivers_every_pair_with_and_without_side_traffic(tmp_pa
     assert side["frames_per_member_per_s"]["read"] > 0 and side["frames_per_member_per_s"]["typing"] > 0, side
     assert room["side_vs_quiet"]["p50_ms"] > 0 and room["side_vs_quiet"]["p99_ms"] > 0
     sql = room["sql"]["brief"]
-    assert "INSERT messages" in sql["say"] and "UPDATE read_positions" in sql["read"], sql
+    assert "INSERT messages" in sql["say"] and "INSERT read_positions (upsert)" in sql["read"], sql
     report = (tmp_path / "quick.md").read_text()
     assert "room: POST /say → 10 members" in report
     assert "| p99, every (member, message) pair (ms) |" in report

@@ -84,6 +84,30 @@ async def test_read_receipts_go_to_the_private_author_and_my_tabs(live: Live, se
     assert (await receive_until(alice_ws, of_type("read")))["message_id"] == second
 
 
+async def test_one_read_tells_each_private_author_their_latest(live: Live, session: aiohttp.ClientSession) -> None:
+    """A read covering two authors' private messages tells each their own latest; a private message to another, no one."""
+    alice, bob, carol, dave = live.user(), live.user(), live.user(), live.user()
+    room_id = await call(alice.create_room, "two-authors")
+    alice_ws, _ = await alice.connect(session, live.push.ws_url, room_id)
+    carol_ws, _ = await carol.connect(session, live.push.ws_url, room_id)
+    said = {}
+    for who, text, to in ((alice, "a1", bob), (carol, "c1", bob), (alice, "a2", bob), (carol, "c-dave", dave)):
+        said[text] = (await call(who.say, room_id, text, to_uid=to.uid)).json()["message"]["id"]
+    last = (await call(alice.say, room_id, "public")).json()["message"]["id"]
+
+    assert (await call(bob.post, f"/rooms/{room_id}/read", {"message_id": last})).json()["moved"] is True
+    assert (await receive_until(alice_ws, of_type("read")))["message_id"] == said["a2"]
+    assert (await receive_until(carol_ws, of_type("read")))["message_id"] == said["c1"]
+    # Dave reads carol's message to him: carol's next read frame is that one, not another of bob's.
+    assert (await call(dave.post, f"/rooms/{room_id}/read", {"message_id": said["c-dave"]})).json()["moved"] is True
+    assert await receive_until(carol_ws, of_type("read")) == {
+        "type": "read",
+        "room_id": room_id,
+        "uid": dave.uid,
+        "message_id": said["c-dave"],
+    }
+
+
 async def test_edits_and_deletes_are_pushed_to_those_who_saw_them(live: Live, session: aiohttp.ClientSession) -> None:
     """A public edit reaches the room; a private one only its two parties; deletes likewise, with no content."""
     alice, bob, carol = live.user(), live.user(), live.user()
