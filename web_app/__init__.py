@@ -189,42 +189,16 @@ def _init_sessions(app: Flask) -> None:
             os.path.join(app.instance_path, "sessions"), threshold=10000, mode=0o600
         )
     Session(app)
-    _no_refresh_on_reads(app)
     if app.config.get("REDIS_URL"):
         _keep_answers_over_a_lost_refresh(app)
-
-
-#: Requests that leave an unchanged session as it is stored (see _no_refresh_on_reads).
-NO_SESSION_REFRESH = frozenset({"reads.mark_read"})
-
-
-def _no_refresh_on_reads(app: Flask) -> None:
-    """A read position's POST does not store its unchanged session again.
-
-    Every other request writes its session back to extend its lifetime
-    (``SESSION_REFRESH_EACH_REQUEST``: a file or a Redis SET). Reads are most
-    of the chat's requests (each member marks read after the messages it is
-    shown), and that write was about a sixth of a read's CPU in process. The
-    page's other requests (loading it, ``/bind`` at every connect, history,
-    ``/say``) still extend the 14-day lifetime; a session a read changed is
-    stored as ever.
-    """
-    interface = app.session_interface
-    should_set_storage = interface.should_set_storage  # type: ignore[attr-defined]
-
-    def should_store(app: Flask, session: SessionMixin) -> bool:
-        if not session.modified and request.endpoint in NO_SESSION_REFRESH:
-            return False
-        return bool(should_set_storage(app, session))
-
-    interface.should_set_storage = should_store  # type: ignore[attr-defined]
 
 
 def _keep_answers_over_a_lost_refresh(app: Flask) -> None:
     """Redis failing as an unchanged session is written back must not turn a done request into a 500.
 
-    Every request writes its session back (to extend its lifetime), after the
-    view has done its work. If Redis fails just then (a Sentinel failover), the
+    A request may write its session back after the view has done its work
+    (flask-session does so for an unchanged session only when
+    SESSION_REFRESH_EACH_REQUEST is on). If Redis fails just then (a Sentinel failover), the
     message is stored and pushed: a 500 would tell the page it was not, and the
     person would send it again, a second copy. The session did not change, so
     only the extension is lost, and the next request makes it. A session the

@@ -66,7 +66,7 @@ def test_a_read_is_the_user_one_look_and_one_upsert(app: Flask, member: Visitor,
 
 
 def test_a_read_leaves_the_session_alone(app: Flask, instance: Path, member: Visitor, reader: Visitor) -> None:
-    """A read does not store its unchanged session again; other requests still do (to extend its life)."""
+    """A read (like every request that leaves the session as it was) does not store the session again."""
     room = member.create_room()
     message_id = _store(app, room, member.uid or "", "hello")
 
@@ -78,6 +78,8 @@ def test_a_read_leaves_the_session_alone(app: Flask, instance: Path, member: Vis
     assert reader.post(f"/rooms/{room}/read", {"message_id": message_id}).json["moved"] is True
     assert stored() == before
     assert reader.get("/rooms").status_code == 200
+    assert stored() == before
+    assert reader.post("/logout").status_code == 200  # a change is stored
     assert stored() != before
 
 
