@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .auth import current_user, login_required
 from .errors import ApiError
-from .images import EXTENSIONS, read_image
+from .images import image_response, read_image
 from .models import Avatar, User, get_db
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,5 @@ def picture(uid: int) -> ResponseReturnValue:
     avatar = get_db().get(Avatar, uid) if uid < 2**53 else None
     if avatar is None:
         raise ApiError(404, "no avatar")
-    response = Response(avatar.data, mimetype=avatar.content_type)
-    # As for chat images (web_app/chat.py): the sniffed type, nosniff, and a
-    # sandbox so that even a file opened on its own can run nothing.
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Disposition"] = (
-        f'inline; filename="avatar-{uid}.{EXTENSIONS.get(avatar.content_type, "bin")}"'
-    )
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    # The URL names the version (?v=): a new upload is a new URL.
-    response.headers["Cache-Control"] = "private, max-age=604800"
-    return response
+    # The URL names the version (?v=): a new upload is a new URL, so it may be kept a week.
+    return image_response(avatar.data, avatar.content_type, f"avatar-{uid}", max_age=604800)

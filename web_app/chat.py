@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import or_, select
 
@@ -21,7 +21,7 @@ from push_client import PushError
 from .auth import current_user, login_required
 from .avatars import avatar_urls
 from .errors import ApiError, json_api, request_data
-from .images import EXTENSIONS, read_image
+from .images import image_response, read_image
 from .limits import rate_limited
 from .models import CONTENT_MAX, Image, Message, User, get_db, store_message
 from .moderation import check_can_enter, check_can_post, room_restrictions
@@ -293,14 +293,4 @@ def image(image_id: int) -> ResponseReturnValue:
         raise ApiError(404, "no such image")
     stored = db.get(Image, image_id)
     assert stored is not None
-    # The type is the one sniffed at upload and limited to raster formats; nosniff
-    # stops the browser second-guessing it, and the sandbox CSP makes sure that
-    # even a file opened on its own can run nothing.
-    response = Response(stored.data, mimetype=stored.content_type)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Disposition"] = (
-        f'inline; filename="image-{image_id}.{EXTENSIONS.get(stored.content_type, "bin")}"'
-    )
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, max-age=86400"
-    return response
+    return image_response(stored.data, stored.content_type, f"image-{image_id}", max_age=86400)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
+
 from .errors import ApiError
 
-__all__ = ["EXTENSIONS", "human_size", "read_image", "sniff_image_type"]
+__all__ = ["EXTENSIONS", "human_size", "image_response", "read_image", "sniff_image_type"]
 
 #: The raster formats every browser shows. SVG is deliberately absent: it is a
 #: document that can carry scripts, not a picture.
@@ -52,3 +54,18 @@ def read_image(upload: Any, limit: int, what: str = "images") -> tuple[bytes, st
     if content_type is None:
         raise ApiError(415, "only PNG, JPEG, GIF and WebP images are accepted")
     return data, content_type
+
+
+def image_response(data: bytes, content_type: str, name: str, max_age: int) -> Response:
+    """Serve a stored picture as ``<name>.<ext>``, with headers that keep it a picture.
+
+    The type is the one sniffed at upload and limited to raster formats;
+    nosniff stops the browser second-guessing it, and the sandbox CSP makes
+    sure that even a file opened on its own can run nothing.
+    """
+    response = Response(data, mimetype=content_type)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = f'inline; filename="{name}.{EXTENSIONS.get(content_type, "bin")}"'
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = f"private, max-age={max_age}"
+    return response
