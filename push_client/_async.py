@@ -16,16 +16,15 @@ imported when this module is, never by ``import push_client``::
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
 
 from . import _core
-from ._client import DEFAULT_API_URL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from ._client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, resolve_settings
 from ._core import BatchBase, Lost, Prepared
-from ._exceptions import PushConnectionError, PushError, PushTimeoutError
+from ._exceptions import PushConnectionError, PushTimeoutError
 from ._operations import Node, _Operations
 
 __all__ = ["AsyncBatch", "AsyncPushClient"]
@@ -90,11 +89,7 @@ class AsyncPushClient(
         retries: int = DEFAULT_RETRIES,
         limit: int = 100,
     ) -> None:
-        self.api_url = (api_url or os.environ.get("PUSH_API_URL") or DEFAULT_API_URL).rstrip("/")
-        secret = secret if secret is not None else os.environ.get("PUSH_SECRET")
-        if not secret:
-            raise PushError("no secret: pass secret= or set PUSH_SECRET")
-        self._secret = secret
+        self.api_url, self._secret = resolve_settings(api_url, secret)
         self.timeout = timeout
         self.retries = retries
         self.limit = limit

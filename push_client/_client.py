@@ -36,6 +36,15 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 1
 
 
+def resolve_settings(api_url: str | None, secret: str | None) -> tuple[str, str]:
+    """The API's URL and the secret, from the arguments or else PUSH_API_URL / PUSH_SECRET."""
+    url = (api_url or os.environ.get("PUSH_API_URL") or DEFAULT_API_URL).rstrip("/")
+    secret = secret if secret is not None else os.environ.get("PUSH_SECRET")
+    if not secret:
+        raise PushError("no secret: pass secret= or set PUSH_SECRET")
+    return url, secret
+
+
 class Batch(BatchBase):
     """PushClient's batch: calls queued and sent as one request when the ``with`` block ends."""
 
@@ -94,11 +103,7 @@ class PushClient(
         session: requests.Session | None = None,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        self.api_url = (api_url or os.environ.get("PUSH_API_URL") or DEFAULT_API_URL).rstrip("/")
-        secret = secret if secret is not None else os.environ.get("PUSH_SECRET")
-        if not secret:
-            raise PushError("no secret: pass secret= or set PUSH_SECRET")
-        self._secret = secret
+        self.api_url, self._secret = resolve_settings(api_url, secret)
         self.timeout = timeout
         self.retries = retries
         #: Whether the server takes idempotency keys (False once it refused one).
