@@ -94,27 +94,26 @@ def _sentinel_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: kwargs[key] for key in ("socket_timeout", "socket_connect_timeout") if key in kwargs}
 
 
-def async_client(url: str, **kwargs: Any) -> Any:
-    """A ``redis.asyncio.Redis`` for ``url`` (Sentinel URLs: a client that follows the master)."""
-    import redis.asyncio as aioredis
-
+def _client(url: str, kwargs: dict[str, Any], redis_class: Any, sentinel_class: Any) -> Any:
+    """``redis_class`` for a plain URL; for a Sentinel URL, ``sentinel_class``'s client of the current master."""
     parsed = parse_redis_url(url)
     if parsed is None:
-        return aioredis.Redis.from_url(url, **kwargs)
-    from redis.asyncio.sentinel import Sentinel
+        return redis_class.from_url(url, **kwargs)
+    sentinel = sentinel_class(list(parsed.sentinels), sentinel_kwargs=_sentinel_kwargs(kwargs), **kwargs)
+    return sentinel.master_for(parsed.service_name, db=parsed.db, username=parsed.username, password=parsed.password)
 
-    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=_sentinel_kwargs(kwargs), **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
-    return sentinel.master_for(parsed.service_name, db=parsed.db, username=parsed.username, password=parsed.password)  # type: ignore[no-untyped-call,unused-ignore]
+
+def async_client(url: str, **kwargs: Any) -> Any:
+    """A ``redis.asyncio.Redis`` for ``url`` (Sentinel URLs: a client that follows the master)."""
+    import redis.asyncio
+    import redis.asyncio.sentinel
+
+    return _client(url, kwargs, redis.asyncio.Redis, redis.asyncio.sentinel.Sentinel)
 
 
 def sync_client(url: str, **kwargs: Any) -> Any:
     """A ``redis.Redis`` for ``url`` (Sentinel URLs: a client that follows the master)."""
     import redis
+    import redis.sentinel
 
-    parsed = parse_redis_url(url)
-    if parsed is None:
-        return redis.Redis.from_url(url, **kwargs)
-    from redis.sentinel import Sentinel
-
-    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=_sentinel_kwargs(kwargs), **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
-    return sentinel.master_for(parsed.service_name, db=parsed.db, username=parsed.username, password=parsed.password)  # type: ignore[no-untyped-call,unused-ignore]
+    return _client(url, kwargs, redis.Redis, redis.sentinel.Sentinel)
