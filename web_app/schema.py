@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from sqlalchemy import Engine, Index, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,28 +37,24 @@ def create_tables(engine: Engine) -> None:
     again once the winner is done; only a lasting failure is raised (and a
     worker that cannot boot makes gunicorn stop, so it must be rare).
     """
-    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
-        try:
-            Base.metadata.create_all(engine)
-            timestamp = "TIMESTAMP" if engine.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
-            # Sequences for gap detection (docs/delivery.md), then edits and deletes.
-            add_columns(engine, "messages", {"conversation": "VARCHAR(48)", "seq": "INTEGER"})
-            add_columns(
-                engine,
-                "messages",
-                {"edited_at": timestamp, "deleted": "BOOLEAN NOT NULL DEFAULT false", "rev": "INTEGER"},
-            )
-            # Presence, kept from the push server's events (web_app/presence.py).
-            add_columns(engine, "users", {"online": "BOOLEAN NOT NULL DEFAULT FALSE", "last_seen": timestamp})
-            # Also when another worker added the columns and has not made the indexes yet.
-            for index in _indexes(Message, "ix_messages_room_conversation_seq", "ix_messages_room_rev"):
-                index.create(engine, checkfirst=True)
-            break
-        except SQLAlchemyError:
-            if attempt == SCHEMA_ATTEMPTS:
-                raise
-            log.info("creating tables raced another process (attempt %d); looking again", attempt, exc_info=True)
-            time.sleep(0.1 * attempt)
+
+    def create() -> None:
+        Base.metadata.create_all(engine)
+        timestamp = "TIMESTAMP" if engine.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+        # Sequences for gap detection (docs/delivery.md), then edits and deletes.
+        add_columns(engine, "messages", {"conversation": "VARCHAR(48)", "seq": "INTEGER"})
+        add_columns(
+            engine,
+            "messages",
+            {"edited_at": timestamp, "deleted": "BOOLEAN NOT NULL DEFAULT false", "rev": "INTEGER"},
+        )
+        # Presence, kept from the push server's events (web_app/presence.py).
+        add_columns(engine, "users", {"online": "BOOLEAN NOT NULL DEFAULT FALSE", "last_seen": timestamp})
+        # Also when another worker added the columns and has not made the indexes yet.
+        for index in _indexes(Message, "ix_messages_room_conversation_seq", "ix_messages_room_rev"):
+            index.create(engine, checkfirst=True)
+
+    _retried("creating tables", create)
     upgrade_name_keys(engine)
 
 
@@ -89,25 +86,34 @@ def upgrade_name_keys(engine: Engine) -> None:
     Two old accounts whose names share a key keep working: the older one gets
     the key, the newer keeps NULL (logged) and still logs in by its exact name.
     """
+
+    def upgrade() -> None:
+        add_columns(engine, "users", {"name_key": f"VARCHAR({KEY_MAX})"})
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT id, name FROM users WHERE name_key IS NULL ORDER BY id")).all()
+            taken = set(conn.execute(text("SELECT name_key FROM users WHERE name_key IS NOT NULL")).scalars())
+            for row_id, name in rows:
+                key = name_key(name)
+                if key in taken:
+                    log.warning(
+                        "user %s (%r) looks like an older account's name: left without a name key", row_id, name
+                    )
+                    continue
+                taken.add(key)
+                conn.execute(text("UPDATE users SET name_key = :key WHERE id = :id"), {"key": key, "id": row_id})
+            conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_users_name_key ON users (name_key)"))
+
+    _retried("adding name keys", upgrade)
+
+
+def _retried(what: str, step: Callable[[], None]) -> None:
+    """Run ``step``; when it fails because another worker raced it, look again (a lasting failure is raised)."""
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
-            add_columns(engine, "users", {"name_key": f"VARCHAR({KEY_MAX})"})
-            with engine.begin() as conn:
-                rows = conn.execute(text("SELECT id, name FROM users WHERE name_key IS NULL ORDER BY id")).all()
-                taken = set(conn.execute(text("SELECT name_key FROM users WHERE name_key IS NOT NULL")).scalars())
-                for row_id, name in rows:
-                    key = name_key(name)
-                    if key in taken:
-                        log.warning(
-                            "user %s (%r) looks like an older account's name: left without a name key", row_id, name
-                        )
-                        continue
-                    taken.add(key)
-                    conn.execute(text("UPDATE users SET name_key = :key WHERE id = :id"), {"key": key, "id": row_id})
-                conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_users_name_key ON users (name_key)"))
+            step()
             return
         except SQLAlchemyError:
             if attempt == SCHEMA_ATTEMPTS:
                 raise
-            log.info("adding name keys raced another process (attempt %d); looking again", attempt, exc_info=True)
+            log.info("%s raced another process (attempt %d); looking again", what, attempt, exc_info=True)
             time.sleep(0.1 * attempt)
